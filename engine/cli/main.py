@@ -1,0 +1,100 @@
+"""``ml-service``: synthesise data, train, sign, verify, activate, roll back and score.
+
+Every command reads ``CONFIG_PATH``, ``MODEL_PATH``, ``MODEL_SIGNING_KEY`` and
+``MODEL_TRUSTED_KEYS`` (see ``engine.settings``); ``--config`` and ``--model-path``
+override the first two. Exit status: 0 on success, 1 when the command failed (the
+message on stderr says why), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from engine.cli import commands
+from engine.errors import EngineError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``ml-service``."""
+    parser = argparse.ArgumentParser(
+        prog="ml-service",
+        description="Real-time lead scoring and dynamic pricing: models and scoring tools.",
+    )
+    parser.add_argument(
+        "--config",
+        help="model config YAML (default: $CONFIG_PATH or the repository's config/models.yaml)",
+    )
+    parser.add_argument(
+        "--model-path",
+        help="model store root (default: $MODEL_PATH or the config's model_base_path)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = sub.add_parser("synth", help="write realistic synthetic leads to a CSV")
+    synth.add_argument("--vertical", required=True, help="auto, home, health or life")
+    synth.add_argument("--rows", type=int, required=True, help="number of leads")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--out", required=True, help="output CSV path")
+    synth.set_defaults(handler=commands.synth)
+
+    train = sub.add_parser("train", help="train, sign and publish a model version")
+    train.add_argument("--vertical", required=True)
+    train.add_argument("--data", required=True, help="training CSV")
+    train.add_argument("--version", required=True, help="new version, X.Y.Z")
+    train.add_argument("--activate", action="store_true", help="make it the active version")
+    train.set_defaults(handler=commands.train)
+
+    keys = sub.add_parser("keys", help="manage the model signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    generate = keys_sub.add_parser("generate", help="create an Ed25519 signing key pair")
+    generate.add_argument("--dir", default="var/keys", help="key directory (default var/keys)")
+    generate.set_defaults(handler=commands.keys_generate)
+
+    models = sub.add_parser("models", help="list, verify, activate and roll back versions")
+    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    listing = models_sub.add_parser("list", help="versions per vertical with their metrics")
+    listing.add_argument("--vertical", help="only this vertical")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler=commands.models_list)
+    verify = models_sub.add_parser("verify", help="check hashes and signatures")
+    verify.add_argument("--vertical", help="only this vertical")
+    verify.add_argument("--version", help="only this version (with --vertical)")
+    verify.set_defaults(handler=commands.models_verify)
+    activate = models_sub.add_parser("activate", help="make a verified version active")
+    activate.add_argument("--vertical", required=True)
+    activate.add_argument("--version", required=True)
+    activate.set_defaults(handler=commands.models_activate)
+    rollback = models_sub.add_parser("rollback", help="re-activate the previous version")
+    rollback.add_argument("--vertical", required=True)
+    rollback.set_defaults(handler=commands.models_rollback)
+
+    score = sub.add_parser("score", help="score one lead with the active model")
+    score.add_argument("--vertical", required=True)
+    score.add_argument(
+        "--json",
+        required=True,
+        dest="lead_json",
+        metavar="JSON",
+        help="the lead's fields as a JSON object; @FILE reads a file, - stdin",
+    )
+    score.add_argument("--explain", action="store_true", help="include reason codes")
+    score.add_argument("--at", help="price at this ISO 8601 time instead of now")
+    score.set_defaults(handler=commands.score)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ml-service`` and return its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

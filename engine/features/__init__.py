@@ -1,0 +1,1 @@
+"""Turning a lead's raw fields into the model's numeric input row."""

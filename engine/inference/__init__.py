@@ -1,0 +1,1 @@
+"""Model inference: low-overhead prediction over LightGBM's C API."""

@@ -1,0 +1,1 @@
+"""Scoring: loaded model versions, confidence, and the one call the API makes per lead."""

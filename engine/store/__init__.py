@@ -1,0 +1,1 @@
+"""The model store: signed, versioned, immutable model directories and their pointer."""

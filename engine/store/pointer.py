@@ -1,0 +1,266 @@
+"""The active version of each vertical, and its activation history.
+
+Files this module owns, in ``<root>/<vertical>/``:
+
+- ``CURRENT``: the active version as ``X.Y.Z`` followed by a newline (surrounding
+  whitespace is tolerated on read). It is the single source of truth: the service
+  serves the version it names, and nothing else is consulted to decide that.
+- ``HISTORY``: the activation stack, one version per line, oldest first, newest last.
+  Its top is normally the ``CURRENT`` version. Activating pushes; rolling back pops.
+- ``.lock``: an empty file locked (``flock``) while a pointer change is in progress, so
+  two operators cannot interleave updates. Dot-prefixed, so listings ignore it.
+
+Both files are replaced atomically (temporary file in the same directory, fsync,
+``os.replace``, fsync of the directory), but not together, so a crash can leave them
+disagreeing. The write order makes every such state recoverable exactly: ``activate``
+writes ``HISTORY`` (with the new version pushed) *before* ``CURRENT``, and ``rollback``
+writes ``CURRENT`` *before* ``HISTORY`` (with the old version popped). Either way the
+interrupted state has ``CURRENT`` somewhere in ``HISTORY`` with extra entries after it,
+so readers reconcile by cutting ``HISTORY`` after the last occurrence of ``CURRENT``
+(or appending ``CURRENT`` when it does not occur, e.g. after a manual edit; without
+``CURRENT`` nothing is active and the stack is empty). A missing
+``HISTORY`` (an older store) makes rollback fall back to the highest published version
+below the current one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from engine.errors import StoreError
+from engine.store.layout import (
+    atomic_write,
+    is_version,
+    list_versions,
+    parse_version,
+    version_dir,
+    vertical_dir,
+)
+from engine.store.signing import Keyring
+from engine.store.verify import verify_version
+
+CURRENT_NAME = "CURRENT"
+HISTORY_NAME = "HISTORY"
+LOCK_NAME = ".lock"
+
+
+def _vertical_dir(root: Path, vertical: str) -> Path:
+    try:
+        return vertical_dir(root, vertical)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        raise StoreError(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+
+
+def read_current(root: Path, vertical: str) -> str | None:
+    """Return the active version of a vertical.
+
+    Args:
+        root: The model root.
+        vertical: The vertical name.
+
+    Returns:
+        The version named by ``CURRENT``, or None when there is no ``CURRENT``.
+
+    Raises:
+        StoreError: ``CURRENT`` does not hold a valid version, or the vertical name is
+            invalid.
+    """
+    path = _vertical_dir(root, vertical) / CURRENT_NAME
+    text = _read_text(path)
+    if text is None:
+        return None
+    version = text.strip()
+    if not is_version(version):
+        raise StoreError(f"{path} holds {text[:40]!r}, not a version X.Y.Z")
+    return version
+
+
+def _read_raw_history(root: Path, vertical: str) -> list[str] | None:
+    path = _vertical_dir(root, vertical) / HISTORY_NAME
+    text = _read_text(path)
+    if text is None:
+        return None
+    stack = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.strip()
+        if not entry:
+            continue
+        if not is_version(entry):
+            raise StoreError(f"{path} line {number} holds {entry[:40]!r}, not a version X.Y.Z")
+        stack.append(entry)
+    return stack
+
+
+def _reconcile(history: list[str], current: str | None) -> list[str]:
+    """Make the stack agree with ``CURRENT`` (see the module docstring)."""
+    if current is None:
+        return []
+    if history and history[-1] == current:
+        return list(history)
+    if current in history:
+        last = len(history) - 1 - history[::-1].index(current)
+        return history[: last + 1]
+    return [*history, current]
+
+
+def read_history(root: Path, vertical: str) -> list[str]:
+    """Return the activation stack of a vertical, oldest first, reconciled with CURRENT.
+
+    Args:
+        root: The model root.
+        vertical: The vertical name.
+
+    Returns:
+        The stack, whose last entry is the active version when there is one; without a
+        ``HISTORY`` file, just the active version (or nothing).
+
+    Raises:
+        StoreError: ``CURRENT`` or ``HISTORY`` is corrupt, or the vertical name is
+            invalid.
+    """
+    current = read_current(root, vertical)
+    return _reconcile(_read_raw_history(root, vertical) or [], current)
+
+
+def _format_stack(stack: list[str]) -> bytes:
+    return "".join(f"{version}\n" for version in stack).encode("ascii")
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    try:
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        raise StoreError(f"{directory} does not exist") from None
+    except OSError as exc:
+        raise StoreError(f"cannot lock {directory}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc}") from exc
+
+
+def _existing_version_dir(root: Path, vertical: str, version: str) -> Path:
+    try:
+        path = version_dir(root, vertical, version)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+    if not os.path.lexists(path):
+        published = ", ".join(list_versions(root, vertical)) or "none"
+        raise StoreError(f"{vertical} has no version {version} (published: {published})")
+    return path
+
+
+def activate(root: Path, vertical: str, version: str, keyring: Keyring) -> str | None:
+    """Make ``version`` the active version of ``vertical``, after verifying it fully.
+
+    ``HISTORY`` (with ``version`` pushed) is written before ``CURRENT``; both atomically.
+
+    Args:
+        root: The model root.
+        vertical: The vertical name.
+        version: The version to activate, ``X.Y.Z``.
+        keyring: The trusted keys to verify the version with.
+
+    Returns:
+        The previously active version (``version`` itself when it already was active,
+        in which case nothing is written), or None when none was.
+
+    Raises:
+        StoreError: Invalid name, no such version, or the pointer files are corrupt or
+            cannot be written.
+        ArtifactRejected: The version failed verification; nothing was changed.
+    """
+    path = _existing_version_dir(root, vertical, version)
+    directory = path.parent
+    with _locked(directory):
+        verify_version(path, keyring)
+        previous = read_current(root, vertical)
+        if previous == version:
+            return previous
+        stack = read_history(root, vertical)
+        stack.append(version)
+        _write(directory / HISTORY_NAME, _format_stack(stack))
+        _write(directory / CURRENT_NAME, f"{version}\n".encode("ascii"))
+        return previous
+
+
+def rollback(root: Path, vertical: str, keyring: Keyring) -> tuple[str, str]:
+    """Re-activate the version that was active before the current one.
+
+    Pops the current version (and any repeats of it) off the activation stack and
+    activates the entry below, which must verify. Repeated rollbacks walk further back.
+    Without a ``HISTORY`` file, the target is the highest published version below the
+    current one. ``CURRENT`` is written before ``HISTORY`` (see the module docstring).
+
+    Args:
+        root: The model root.
+        vertical: The vertical name.
+        keyring: The trusted keys to verify the target with.
+
+    Returns:
+        ``(from_version, to_version)``.
+
+    Raises:
+        StoreError: Nothing to roll back to, invalid name, or the pointer files are
+            corrupt or cannot be written.
+        ArtifactRejected: The target failed verification; nothing was changed.
+    """
+    directory = _vertical_dir(root, vertical)
+    if not directory.is_dir():
+        raise StoreError(f"nothing to roll back to: {vertical} has no models in {root}")
+    with _locked(directory):
+        current = read_current(root, vertical)
+        if current is None:
+            raise StoreError(f"nothing to roll back to: {vertical} has no active version")
+        history = _read_raw_history(root, vertical)
+        reconciled: list[str] = []
+        if history is None:
+            below = parse_version(current)
+            stack = [v for v in list_versions(root, vertical) if parse_version(v) < below]
+            if not stack:
+                raise StoreError(
+                    f"nothing to roll back to: no HISTORY and no version of {vertical} "
+                    f"below {current}"
+                )
+        else:
+            reconciled = _reconcile(history, current)
+            stack = list(reconciled)
+            while stack and stack[-1] == current:
+                stack.pop()
+            if not stack:
+                raise StoreError(
+                    f"nothing to roll back to: {current} is the oldest activation of {vertical}"
+                )
+        target = stack[-1]
+        verify_version(version_dir(root, vertical, target), keyring)
+        if history is not None and history != reconciled:
+            # Persist the reconciliation first: CURRENT must be found in the HISTORY
+            # that a crash right after writing CURRENT would leave behind.
+            _write(directory / HISTORY_NAME, _format_stack(reconciled))
+        _write(directory / CURRENT_NAME, f"{target}\n".encode("ascii"))
+        _write(directory / HISTORY_NAME, _format_stack(stack))
+        return current, target

@@ -1,0 +1,1 @@
+"""Model training: reading CSVs, fitting encoders and LightGBM, synthetic data."""
