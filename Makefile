@@ -10,9 +10,10 @@ export OMP_NUM_THREADS ?= 1
 DEMO_ROWS ?= 20000
 VERTICALS := auto home health life
 
-.PHONY: install lint format typecheck test test-fast bench models clean help
+.PHONY: install lint format typecheck test test-fast bench models run clean help
 
 help:
+	@echo "make run       install, create demo keys and models if absent, score a demo lead"
 	@echo "make test      install, lint, type-check and run every test (coverage >= 80%)"
 	@echo "make models    generate demo keys and train the four demo models into var/"
 	@echo "make bench     run the engine benchmark (bench/bench_engine.py)"
@@ -54,6 +55,12 @@ models: install var/keys/model-signing.key
 	      || exit 1; \
 	  else echo "$$v: active model present"; fi; \
 	done
+
+# The HTTP service (port 8000, metrics on 9090) is issue 3; until then `run` prepares
+# everything it will need and scores a demo lead through the engine.
+run: models
+	$(BIN)/ml-service score --vertical auto --explain --json @examples/leads/auto.json
+	@echo "Models are ready in var/models; the HTTP service arrives with issue 3."
 
 bench: models
 	$(BIN)/python bench/bench_engine.py

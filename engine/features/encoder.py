@@ -153,7 +153,8 @@ class LeadEncoder:
                     row[index] = encoded
                     if encoded == encoded:
                         known += weight
-        return known
+        # Normalised weights can sum to 1 + 1 ulp; completeness is a share, at most 1.
+        return known if known < 1.0 else 1.0
 
     def _encode_text(self, name: str, text: str, weights: Mapping[str, float]) -> float:
         memo = self._text_memo[name]

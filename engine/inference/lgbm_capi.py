@@ -1,29 +1,41 @@
 """LightGBM prediction through the library's public C API (``c_api.h``) via ctypes.
 
 Why ctypes and not ``lightgbm.Booster``:
-    ``Booster.predict`` on one row spends almost all of its ~60 µs in Python: argument
-    normalisation, a ``_InnerPredictor`` per call, numpy conversions and result reshaping.
-    The tree walk itself takes a few microseconds. LightGBM's C API has a path made for
-    this case, ``LGBM_BoosterPredictForMatSingleRowFast``, which reuses a "fast config"
-    (parsed parameters plus a cached single-row predictor) across calls. Calling it through
-    ctypes costs ~6 µs per row. Importing the ``lightgbm`` Python package would also pull in
-    scipy and friends, so this module only *locates* the package (``importlib.util.find_spec``
-    does not import it) and loads the ``lib_lightgbm`` shared library that the wheel ships.
+    ``Booster.predict`` on one row spends most of its 45-60 µs in Python: argument
+    normalisation, an ``_InnerPredictor`` per call, numpy conversions and result reshaping.
+    LightGBM's C API has a path made for this case, ``LGBM_BoosterPredictForMatSingleRowFast``,
+    which reuses a "fast config" (parsed parameters plus a cached single-row predictor) across
+    calls; through ctypes the Python side of a call is well under a microsecond and the rest
+    is the tree walk itself. Importing the ``lightgbm`` Python package would also pull in scipy
+    and friends, so this module only *locates* the package (``importlib.util.find_spec`` does
+    not import it) and loads the ``lib_lightgbm`` shared library that the wheel ships.
 
 Design of the single-row path:
-    Everything is prepared once, in :meth:`LightGBMPredictor.from_model_string`: argtypes
-    and restype are declared when the library is loaded, the fast config is created, and the
-    input buffer (:attr:`LightGBMPredictor.row`, a ``ctypes`` array of doubles), the output
-    scalars and the ``byref()`` pointers to them are allocated and kept. A call to
-    :meth:`LightGBMPredictor.predict_row` is one foreign call with a precomputed argument
-    tuple, one integer test and one ``.value`` read: no numpy, no allocation of buffers.
-    Callers write feature values into ``row`` in place (``predictor.row[i] = x``) and then
-    call ``predict_row()``; :meth:`LightGBMPredictor.predict_one` is the convenient, slightly
-    slower variant that copies a sequence first.
+    Everything is prepared once. ``argtypes``/``restype`` of every function used are declared
+    when the library is loaded (:func:`load_library`, cached per process). Loading a model
+    creates the fast config, the input buffer (:attr:`LightGBMPredictor.row`, a ``ctypes``
+    array of doubles), the output scalars, and the ``byref()`` pointers, kept in one argument
+    tuple. :meth:`LightGBMPredictor.predict_row` is one foreign call with that tuple, one
+    integer test and one ``.value`` read: no numpy, no allocation. The call goes through an
+    unprototyped function object because every argument is already a ctypes object of the
+    exact C type; prototype conversion (one ``from_param()`` per argument) measured ~0.5 µs
+    per call, as much as the rest of the Python overhead together. Callers write feature
+    values into ``row`` in place (``predictor.row[i] = x``) and then call ``predict_row()``;
+    :meth:`LightGBMPredictor.predict_one` is the convenient, slightly slower variant that
+    copies a sequence first.
 
     Batch paths (:meth:`~LightGBMPredictor.predict_matrix`,
     :meth:`~LightGBMPredictor.contributions`) use ``LGBM_BoosterPredictForMat`` on a
     row-major float64 matrix, the same call ``Booster.predict`` makes for a numpy array.
+
+Loading model text:
+    LightGBM trusts its model text. With the ``tree_sizes`` header it parses trees in an
+    OpenMP loop that jumps by those sizes without bounds checks, and a parse error inside
+    that loop aborts the process instead of returning -1. This module checks the jumps in
+    Python (rejecting truncated text) and drops the header, so LightGBM parses trees one by
+    one and reports a corrupted tree as an ordinary :class:`LightGBMError`. The trees are the
+    same. Edits that still parse (say, an out-of-range ``split_feature``) are not detected:
+    load only verified artifacts.
 
 Which trees are used:
     Predictions use ``start_iteration=0`` and ``num_iteration=-1`` ("no limit": every tree in

@@ -75,7 +75,9 @@ class SlidingWindowDemand:
         if window is None:
             size = self._sizes.get(vertical, self.window_seconds)
             window = self._windows[vertical] = _Window(size)
-        window.advance(int(now))
+        second = int(now)
+        if second > window.last:
+            window.advance(second)
         return window
 
     def rate(self, vertical: str, now: float) -> float:

@@ -31,9 +31,12 @@ from engine.features.text import text_tokens
 _LOCATION_MEMO_SIZE = 4096
 
 
+_floor = math.floor
+
+
 def round_cents(amount: float) -> float:
     """Round a money amount half-up to cents."""
-    return math.floor(amount * 100.0 + 0.5) / 100.0
+    return _floor(amount * 100.0 + 0.5) / 100.0
 
 
 class Pricer:
@@ -58,7 +61,20 @@ class Pricer:
             for w in config.peak_hours
         ]
         self._weekday = [config.day_of_week.get(d, 1.0) for d in WEEKDAYS]
-        self._minute = -1
+        self._minute = -1.0
+        self._has_weekday = bool(config.day_of_week)
+        self._has_time_factors = bool(self._windows) or self._has_weekday
+        self._base_price, self._price_floor, self._price_ceiling = (
+            config.base_price,
+            config.floor,
+            config.ceiling,
+        )
+        demand = config.demand
+        self._demand = (
+            (demand.sensitivity, demand.baseline_per_minute, demand.min, demand.max)
+            if demand is not None
+            else None
+        )
         self._time_factors: tuple[float, float] = (1.0, 1.0)
         location = config.location
         self._location_field = location.field if location else None
@@ -70,7 +86,7 @@ class Pricer:
 
     def time_factors(self, now: float) -> tuple[float, float]:
         """Return the (peak_hours, day_of_week) multipliers at epoch time ``now``."""
-        minute = math.floor(now / 60.0)
+        minute = now // 60.0
         if minute != self._minute:
             local = datetime.fromtimestamp(minute * 60.0, self._tz)
             weekday, minute_of_day = local.weekday(), local.hour * 60 + local.minute
@@ -80,7 +96,7 @@ class Pricer:
                 if weekday in days and start <= minute_of_day < end
             ]
             peak = max(matches) if matches else 1.0
-            self._time_factors = (round(peak, 4), round(self._weekday[weekday], 4))
+            self._time_factors = (_round4(peak), _round4(self._weekday[weekday]))
             self._minute = minute
         return self._time_factors
 
@@ -90,7 +106,7 @@ class Pricer:
         if demand is None:
             return 1.0
         raw = 1.0 + demand.sensitivity * (rate_per_minute / demand.baseline_per_minute - 1.0)
-        return round(min(demand.max, max(demand.min, raw)), 4)
+        return _round4(min(demand.max, max(demand.min, raw)))
 
     def location_factor(self, lead: Mapping[str, Any]) -> float:
         """Return the location multiplier of a lead (see the module docstring)."""
@@ -107,7 +123,7 @@ class Pricer:
                 if found is not None:
                     factor = found
                     break
-            factor = round(factor, 4)
+            factor = _round4(factor)
             if len(self._location_memo) >= _LOCATION_MEMO_SIZE:
                 self._location_memo.clear()
             self._location_memo[value] = factor
@@ -128,24 +144,40 @@ class Pricer:
             The price in the vertical's currency, rounded to cents, and every market
             factor that was applied, by name.
         """
-        config = self.config
+        # Hot path: the same arithmetic as time_factors/demand_factor/location_factor,
+        # with the per-call lookups hoisted (this runs once per scored lead).
         factors: dict[str, float] = {}
         multiplier = self._low + self._span * score**self._exponent
-        if self._windows or config.day_of_week:
-            peak, weekday = self.time_factors(now)
+        if self._has_time_factors:
+            if now // 60.0 != self._minute:
+                self.time_factors(now)
+            peak, weekday = self._time_factors
             if self._windows:
                 factors["peak_hours"] = peak
                 multiplier *= peak
-            if config.day_of_week:
+            if self._has_weekday:
                 factors["day_of_week"] = weekday
                 multiplier *= weekday
-        if config.demand is not None:
-            demand = self.demand_factor(demand_rate)
+        if self._demand is not None:
+            sensitivity, baseline, low, high = self._demand
+            raw = 1.0 + sensitivity * (demand_rate / baseline - 1.0)
+            demand = _round4(low if raw < low else high if raw > high else raw)
             factors["demand"] = demand
             multiplier *= demand
         if self._location_field is not None:
-            location = self.location_factor(lead)
+            value = lead.get(self._location_field)
+            location = self._location_memo.get(value) if type(value) is str else None
+            if location is None:
+                location = self.location_factor(lead)
             factors["location"] = location
             multiplier *= location
-        amount = min(config.ceiling, max(config.floor, config.base_price * multiplier))
-        return round_cents(amount), factors
+        amount = self._base_price * multiplier
+        if amount < self._price_floor:
+            amount = self._price_floor
+        elif amount > self._price_ceiling:
+            amount = self._price_ceiling
+        return _floor(amount * 100.0 + 0.5) / 100.0, factors
+
+
+def _round4(value: float) -> float:
+    return _floor(value * 10000.0 + 0.5) / 10000.0

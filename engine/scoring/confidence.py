@@ -31,6 +31,7 @@ import numpy.typing as npt
 from engine.store.manifest import ReliabilityBand
 
 _Z95 = 1.959963984540054
+_floor = math.floor
 MIN_PER_BAND = 200
 
 
@@ -117,5 +118,8 @@ class ReliabilityTable:
 
 
 def confidence(completeness: float, reliability: float) -> float:
-    """Combine completeness and reliability into the reported confidence (4 decimals)."""
-    return round(min(1.0, max(0.0, completeness)) * reliability, 4)
+    """Combine completeness and reliability into the reported confidence.
+
+    Both inputs are in [0, 1]; the product is rounded half-up to 4 decimals.
+    """
+    return _floor(completeness * reliability * 10000.0 + 0.5) / 10000.0

@@ -28,6 +28,18 @@ from engine.scoring.result import LeadFailure, ScoreResult
 Clock = Callable[[], float]
 
 
+class _Lane:
+    """Everything a vertical's requests need, found with one dictionary lookup."""
+
+    __slots__ = ("currency", "model", "pricer", "tracks_demand")
+
+    def __init__(self, pricer: Pricer, currency: str, tracks_demand: bool) -> None:
+        self.pricer = pricer
+        self.currency = currency
+        self.tracks_demand = tracks_demand
+        self.model: LoadedModel | None = None
+
+
 class Scorer:
     """Scores leads of every configured vertical with the installed model versions."""
 
@@ -47,21 +59,21 @@ class Scorer:
         """
         self.config = config
         self._clock = clock
-        self._models: dict[str, LoadedModel] = {}
-        self._pricers = {name: Pricer(v.pricing) for name, v in config.verticals.items()}
-        self._currency = {name: v.pricing.currency for name, v in config.verticals.items()}
         windows = {
             name: v.pricing.demand.window_seconds
             for name, v in config.verticals.items()
             if v.pricing.demand is not None
         }
         self._demand: DemandTracker = demand or SlidingWindowDemand(300, windows)
-        self._tracks_demand = {name: name in windows for name in config.verticals}
+        self._lanes = {
+            name: _Lane(Pricer(v.pricing), v.pricing.currency, name in windows)
+            for name, v in config.verticals.items()
+        }
 
     @property
     def models(self) -> Mapping[str, LoadedModel]:
         """The installed model of each vertical that has one."""
-        return self._models
+        return {name: lane.model for name, lane in self._lanes.items() if lane.model}
 
     def install(self, model: LoadedModel) -> LoadedModel | None:
         """Make ``model`` the one that scores its vertical; return the one it replaced.
@@ -73,8 +85,8 @@ class Scorer:
             raise UnknownVertical(model.vertical, list(self.config.verticals))
         model.threshold = self.config.threshold(model.vertical)
         model.top_k = self.config.verticals[model.vertical].explain_top_k
-        previous = self._models.get(model.vertical)
-        self._models[model.vertical] = model
+        lane = self._lanes[model.vertical]
+        previous, lane.model = lane.model, model
         return previous
 
     def model(self, vertical: str) -> LoadedModel:
@@ -84,10 +96,10 @@ class Scorer:
             UnknownVertical: Not a configured vertical.
             ModelUnavailable: Configured, but no model is installed.
         """
-        model = self._models.get(vertical)
-        if model is None:
+        lane = self._lanes.get(vertical)
+        if lane is None or lane.model is None:
             self._unavailable(vertical)
-        return model
+        return lane.model
 
     def _unavailable(self, vertical: str) -> NoReturn:
         if vertical not in self.config.verticals:
@@ -115,23 +127,20 @@ class Scorer:
             ModelUnavailable: No model installed for it.
             LeadError: The lead is invalid; ``field`` names the input.
         """
-        model = self._models.get(vertical)
-        if model is None:
+        lane = self._lanes.get(vertical)
+        if lane is None or lane.model is None:
             self._unavailable(vertical)
-        if not isinstance(lead, Mapping):
+        model = lane.model
+        if type(lead) is not dict and not isinstance(lead, Mapping):
             raise LeadError("lead_data", "must be an object", "type")
         predictor = model.predictor
         completeness = model.encoder.encode_into(lead, predictor.row)
         score = predictor.predict_row()
-        reasons = (
-            model.reasons(np.ctypeslib.as_array(predictor.row).copy())
-            if explain
-            else None
-        )
+        reasons = model.reasons(np.ctypeslib.as_array(predictor.row).copy()) if explain else None
         if now is None:
             now = self._clock()
-        rate = self._demand.record(vertical, now) if self._tracks_demand[vertical] else 0.0
-        price, factors = self._pricers[vertical].price(score, lead, now, rate)
+        rate = self._demand.record(vertical, now) if lane.tracks_demand else 0.0
+        price, factors = lane.pricer.price(score, lead, now, rate)
         return ScoreResult(
             score=score,
             confidence=confidence(completeness, model.reliability(score)),
@@ -139,7 +148,7 @@ class Scorer:
             market_factors=factors,
             model_version=model.version,
             accepted=score >= model.threshold,
-            currency=self._currency[vertical],
+            currency=lane.currency,
             reasons=reasons,
         )
 
@@ -160,9 +169,10 @@ class Scorer:
             UnknownVertical: Not a configured vertical.
             ModelUnavailable: No model installed for it.
         """
-        model = self._models.get(vertical)
-        if model is None:
+        lane = self._lanes.get(vertical)
+        if lane is None or lane.model is None:
             self._unavailable(vertical)
+        model = lane.model
         encoder = model.encoder
         matrix = np.empty((len(leads), encoder.num_features), dtype=np.float64)
         results: list[ScoreResult | LeadFailure | None] = [None] * len(leads)
@@ -182,9 +192,7 @@ class Scorer:
         contributions = model.predictor.contributions(encoded) if explain and valid else None
         if now is None:
             now = self._clock()
-        pricer = self._pricers[vertical]
-        tracks = self._tracks_demand[vertical]
-        currency = self._currency[vertical]
+        pricer, tracks, currency = lane.pricer, lane.tracks_demand, lane.currency
         for k, position in enumerate(valid):
             score = scores[k]
             rate = self._demand.record(vertical, now) if tracks else 0.0

@@ -105,7 +105,7 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
         raise
 
 
-def publish(  # noqa: PLR0917 (the store's documented signature)
+def publish(
     root: Path,
     vertical: str,
     version: str,

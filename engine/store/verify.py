@@ -235,7 +235,7 @@ def describe(root: Path, vertical: str, keyring: Keyring | None) -> list[Version
         versions = list_versions(root, vertical)
     except ValueError as exc:
         raise StoreError(str(exc)) from None
-    from engine.store.pointer import read_current  # noqa: PLC0415 (pointer imports us)
+    from engine.store.pointer import read_current
 
     current = read_current(root, vertical)
     infos = []

@@ -49,7 +49,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "lambda_l2": 1.0,
     "cat_smooth": 10.0,
     "min_data_per_group": 50,
-    "num_threads": 2,
+    # One thread: OpenMP threads spin-wait and slow to a crawl when the machine is
+    # oversubscribed (tests, a serving worker beside the trainer). Raise it through
+    # the vertical's training.params for large data sets on a quiet machine.
+    "num_threads": 1,
     "deterministic": True,
     "force_row_wise": True,
     "verbose": -1,

@@ -6,7 +6,7 @@ same ``(vertical, rows, seed)`` always gives byte-identical output; everything i
 from one ``numpy.random.Generator`` seeded with ``[seed, <vertical salt>]``, so two
 verticals with the same seed are independent of each other.
 
-CSV layout (UTF-8, comma delimited, ``\\n`` line ends, quoted only where needed):
+CSV layout (UTF-8, comma delimited, LF line ends, quoted only where needed):
 
 - Header first. The columns are the vertical's configured features in model order
   (numerical, then categorical, then text, as in ``config/models.yaml``) followed by the
@@ -40,6 +40,7 @@ Columns by vertical:
 from __future__ import annotations
 
 import csv
+import operator
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -293,6 +294,7 @@ _OCC_RETIRED = 9
 
 
 def _m(*models: tuple[str, float, str]) -> tuple[_Model, ...]:
+    """Build a make's model table from ``(label, weight, body class)`` triples."""
     return tuple(_Model(*m) for m in models)
 
 
@@ -450,7 +452,9 @@ _ROOFS: tuple[_Cat, ...] = (
     _Cat("rubber_membrane", 0.01, -0.1),
     _Cat("solar_tiles", 0.002, 0.3),
     _Cat("green_roof", 0.0005, -0.3),
+    _Cat("rolled_roofing", 0.0003, -0.4),
     _Cat("thatch", 0.0002, -1.2),
+    _Cat("copper", 0.0001, 0.2),
 )
 _ROOF_WOOD_SHAKE = 6
 
@@ -488,6 +492,7 @@ _COVERAGE_TYPES: tuple[_Cat, ...] = (
     _Cat("sharing_ministry", 0.0004, -0.6),
 )
 _COV_INDIVIDUAL, _COV_FAMILY, _COV_MEDICARE = 0, 1, 6
+_COV_SHARED = (1, 2, 3)  # plans that cover more than one person
 _TOBACCO: tuple[_Cat, ...] = (
     _Cat("no", 0.78, 0.0),
     _Cat("yes", 0.14, -0.4),
@@ -495,6 +500,8 @@ _TOBACCO: tuple[_Cat, ...] = (
     _Cat("occasional", 0.015, -0.2),
     _Cat("vape_only", 0.004, -0.2),
     _Cat("chewing_tobacco", 0.001, -0.3),
+    _Cat("hookah", 0.0002, -0.2),
+    _Cat("nicotine_patch", 0.0001, 0.0),
 )
 _INSURERS: tuple[_Cat, ...] = (
     _Cat("none", 0.30, 0.45),
@@ -575,6 +582,9 @@ _POLICY_TYPES: tuple[_Cat, ...] = (
     _Cat("guaranteed_universal", 0.01, 0.0),
     _Cat("return_of_premium_term", 0.003, -0.2),
     _Cat("survivorship", 0.0015, -0.3),
+    _Cat("accidental_death", 0.0004, -0.5),
+    _Cat("joint_first_to_die", 0.0003, 0.0),
+    _Cat("key_person", 0.0002, 0.2),
 )
 _POL_TERM, _POL_FINAL, _POL_ROP = 0, 3, 7
 _TERM_LENGTHS: tuple[int, ...] = (10, 15, 20, 25, 30, 35, 40)
@@ -586,6 +596,8 @@ _SMOKER: tuple[_Cat, ...] = (
     _Cat("occasional", 0.008, -0.3),
     _Cat("vape", 0.0015, -0.3),
     _Cat("cigars_only", 0.0008, -0.2),
+    _Cat("pipe", 0.0002, -0.2),
+    _Cat("chewing_tobacco", 0.0002, -0.3),
 )
 _HEALTH_CLASSES: tuple[_Cat, ...] = (
     _Cat("preferred_plus", 0.0, 0.7),
@@ -605,8 +617,10 @@ _MARITAL: tuple[_Cat, ...] = (
     _Cat("domestic_partner", 0.04, 0.2),
     _Cat("separated", 0.02, -0.2),
     _Cat("civil_union", 0.0008, 0.2),
+    _Cat("engaged", 0.0003, 0.3),
+    _Cat("annulled", 0.0001, 0.0),
 )
-_MARITAL_YOUNG: tuple[float, ...] = (0.30, 0.60, 0.03, 0.002, 0.06, 0.01, 0.0008)
+_MARITAL_YOUNG: tuple[float, ...] = (0.30, 0.60, 0.03, 0.002, 0.06, 0.01, 0.0008, 0.0015, 0.0001)
 
 _AUTO_STATE: dict[str, float] = {
     "TX": 0.35, "CA": 0.2, "GA": 0.2, "AZ": 0.15, "NC": 0.2, "OH": 0.1, "FL": -0.45,
@@ -644,7 +658,7 @@ def _draw(rng: np.random.Generator, weights: Sequence[float], size: int) -> IntA
     """Draw ``size`` indices with probabilities proportional to ``weights``."""
     cdf = np.cumsum(np.asarray(weights, dtype=np.float64))
     picks = np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right")
-    return np.minimum(picks, len(cdf) - 1).astype(np.intp)
+    return np.asarray(np.minimum(picks, len(cdf) - 1), dtype=np.intp)
 
 
 def _effects(cats: Sequence[_Cat], idx: IntArray) -> FloatArray:
@@ -658,6 +672,7 @@ def _mask(rng: np.random.Generator, rate: float | FloatArray, size: int) -> Bool
 
 
 def _sigmoid(x: FloatArray) -> FloatArray:
+    """Return the logistic function of ``x``."""
     return np.asarray(1.0 / (1.0 + np.exp(-x)), dtype=np.float64)
 
 
@@ -667,13 +682,16 @@ def _hump(x: FloatArray, centre: float, width: float, floor: float) -> FloatArra
 
 
 def _state_effect(state: Sequence[str], effects: Mapping[str, float]) -> FloatArray:
+    """Return each lead's state effect (0 for states not in ``effects``)."""
     return np.array([effects.get(s, 0.0) for s in state], dtype=np.float64)
 
 
 def _ints(values: FloatArray, missing: BoolArray) -> list[str]:
     """Format whole numbers as integers; missing cells become ``""``."""
-    return ["" if gone else str(v) for v, gone in zip(np.rint(values).astype(np.int64).tolist(),
-                                                      missing.tolist(), strict=True)]
+    return [
+        "" if gone else str(v)
+        for v, gone in zip(np.rint(values).astype(np.int64).tolist(), missing.tolist(), strict=True)
+    ]
 
 
 def _decimals(values: FloatArray, places: IntArray, missing: BoolArray) -> list[str]:
@@ -741,9 +759,8 @@ def _variant(variants: Sequence[str], u: float) -> str:
     return variants[1 + min(int((u - 0.6) / 0.4 * (len(variants) - 1)), len(variants) - 2)]
 
 
-def _occupations(
-    rng: np.random.Generator, occupation: IntArray, missing: BoolArray
-) -> list[str]:
+def _occupations(rng: np.random.Generator, occupation: IntArray, missing: BoolArray) -> list[str]:
+    """Return occupations as typed: a spelling variant, then casing and spacing noise."""
     u = rng.random(len(occupation)).tolist()
     texts = [
         "" if gone else _variant(_OCCUPATIONS[o].variants, v)
@@ -755,15 +772,22 @@ def _occupations(
 
 def _draw_occupation(rng: np.random.Generator, age: FloatArray) -> IntArray:
     """Draw occupations, making most of the young students and most of the old retired."""
-    occupation = _draw(rng, [o.weight for o in _OCCUPATIONS], len(age))
+    weights = [o.weight for o in _OCCUPATIONS]
+    occupation = _draw(rng, weights, len(age))
+    working = [0.0 if i in (_OCC_STUDENT, _OCC_RETIRED) else w for i, w in enumerate(weights)]
+    other = _draw(rng, working, len(age))
     u = rng.random(len(age))
     occupation[(age <= 22) & (u < 0.55)] = _OCC_STUDENT
     occupation[(age >= 67) & (u < 0.75)] = _OCC_RETIRED
-    occupation[(age < 55) & (occupation == _OCC_RETIRED) & (u < 0.8)] = 0
+    odd = ((occupation == _OCC_STUDENT) & (age >= 30) & (u < 0.9)) | (
+        (occupation == _OCC_RETIRED) & (age < 55)
+    )
+    occupation[odd] = other[odd]
     return occupation
 
 
 def _zips(rng: np.random.Generator, city: IntArray) -> list[str]:
+    """Return a five-digit ZIP code inside each city's range."""
     base = np.array([c.zip_base for c in _CITIES], dtype=np.int64)[city]
     span = np.array([c.zip_span for c in _CITIES], dtype=np.int64)[city]
     codes = base + np.floor(rng.random(len(city)) * span).astype(np.int64)
@@ -771,6 +795,7 @@ def _zips(rng: np.random.Generator, city: IntArray) -> list[str]:
 
 
 def _city_names(rng: np.random.Generator, city: IntArray) -> list[str]:
+    """Return city names, misspelled on 8% of rows where the city has known typos."""
     u = rng.random(len(city)).tolist()
     names: list[str] = []
     for c, v in zip(city.tolist(), u, strict=True):
@@ -825,9 +850,7 @@ def _addresses(
         forms = _SUFFIXES[suffix[i]]
         line = f"{number[i]} {_STREETS[street[i]]} {_variant(forms, suffix_u[i])}"
         if unit[i]:
-            line += (f" Apt {unit_no[i]}", f" #{unit_no[i]}", f" Unit {unit_no[i]}B")[
-                unit_style[i]
-            ]
+            line += (f" Apt {unit_no[i]}", f" #{unit_no[i]}", f" Unit {unit_no[i]}B")[unit_style[i]]
         state = _CITIES[city[i]].state
         s = style[i]
         if s == 0:
@@ -848,12 +871,21 @@ def _phrase_lists(
     counts: IntArray,
     missing: BoolArray,
     separators: Sequence[tuple[str, float]],
-) -> tuple[list[str], FloatArray, list[set[int]]]:
+    blocked: tuple[int, BoolArray] | None = None,
+) -> tuple[list[str], FloatArray]:
     """Build list-valued texts (``"alarm, deadbolt"``) of ``counts[i]`` distinct items.
 
+    Args:
+        rng: The generator.
+        phrases: The possible items.
+        counts: How many distinct items each row lists.
+        missing: Rows whose cell is missing (their items still count for the effect).
+        separators: Joiners and their weights.
+        blocked: An item index and the rows that must not list it.
+
     Returns:
-        The texts (``"none"``-style words for zero items), the summed effect of each row's
-        items, and the item indices of each row.
+        The texts (``"none"``-style words for zero items) and the summed effect of each
+        row's items.
     """
     n = len(counts)
     width = max(int(counts.max()) if n else 0, 1)
@@ -861,17 +893,17 @@ def _phrase_lists(
     u = rng.random((n, width * 2)).tolist()
     sep = _draw(rng, [w for _, w in separators], n).tolist()
     none_word = _draw(rng, (0.6, 0.12, 0.1, 0.08, 0.05, 0.05), n).tolist()
+    block_item, block_rows = blocked if blocked else (-1, np.zeros(n, dtype=np.bool_))
+    blocked_rows = block_rows.tolist()
     effect = np.zeros(n, dtype=np.float64)
-    items: list[set[int]] = []
     texts: list[str] = []
     for i, (row, k) in enumerate(zip(picks.tolist(), counts.tolist(), strict=True)):
         chosen: list[int] = []
         for j in row:
             if len(chosen) >= k:
                 break
-            if j not in chosen:
+            if j not in chosen and not (j == block_item and blocked_rows[i]):
                 chosen.append(j)
-        items.append(set(chosen))
         effect[i] = sum(phrases[j].effect for j in chosen)
         if missing[i]:
             texts.append("")
@@ -881,7 +913,7 @@ def _phrase_lists(
             words = [_variant(phrases[j].variants, u[i][t]) for t, j in enumerate(chosen)]
             texts.append(separators[sep[i]][0].join(words))
     _scruff(rng, texts, (0.8, 0.1, 0.04, 0.06))
-    return texts, effect, items
+    return texts, effect
 
 
 class _Synth(NamedTuple):
@@ -905,6 +937,7 @@ class _Rule(NamedTuple):
 
 
 def _auto(rng: np.random.Generator, n: int) -> _Synth:
+    """Simulate auto leads (the rule is in docs/synthetic-data.md)."""
     age = np.clip(np.rint(16.0 + rng.gamma(2.4, 11.5, n)), 16, 99)
     licence_age = 16.0 + rng.gamma(1.1, 2.2, n)
     driving_years = np.clip(np.floor(age - licence_age), 0, 85)
@@ -944,7 +977,7 @@ def _auto(rng: np.random.Generator, n: int) -> _Synth:
     miss_dy = _mask(rng, 0.06, n)
     miss_va = _mask(rng, 0.04, n)
     miss_mi = _mask(rng, np.where(usage == 1, 0.15, 0.10), n)
-    miss_make = _mask(rng, 0.02, n)
+    miss_make = _mask(rng, 0.025, n)
     miss_model = miss_make | _mask(rng, 0.04, n)
     miss_usage = _mask(rng, 0.03, n)
     miss_occ = _mask(rng, 0.08, n)
@@ -982,6 +1015,7 @@ def _auto(rng: np.random.Generator, n: int) -> _Synth:
 
 
 def _model_cells(rng: np.random.Generator, labels: list[str], missing: BoolArray) -> list[str]:
+    """Return vehicle model cells with messy casing on a few and ``""`` where missing."""
     case = _draw(rng, (1.0 - _CASE_MESS_RATE, _CASE_MESS_RATE * 0.6, _CASE_MESS_RATE * 0.4),
                  len(labels)).tolist()  # fmt: skip
     out: list[str] = []
@@ -991,6 +1025,7 @@ def _model_cells(rng: np.random.Generator, labels: list[str], missing: BoolArray
 
 
 def _home(rng: np.random.Generator, n: int) -> _Synth:
+    """Simulate home leads (the rule is in docs/synthetic-data.md)."""
     ptype = _draw(rng, [c.weight for c in _PROPERTY_TYPES], n)
     size = np.array(_PROPERTY_SIZE, dtype=np.float64)[ptype]
     sqft = size[:, 0] * np.exp(rng.normal(0.0, 1.0, n) * size[:, 1])
@@ -1021,7 +1056,7 @@ def _home(rng: np.random.Generator, n: int) -> _Synth:
     wealth = np.log(value / 300000.0)
     n_security = np.clip(rng.poisson(np.clip(1.3 + 0.45 * wealth, 0.2, 4.0)), 0, 6)
     miss_sec = _mask(rng, 0.09, n)
-    security, security_effect, _ = _phrase_lists(
+    security, security_effect = _phrase_lists(
         rng,
         _SECURITY,
         n_security.astype(np.intp),
@@ -1032,12 +1067,14 @@ def _home(rng: np.random.Generator, n: int) -> _Synth:
     miss_value = _mask(rng, np.where(value > 1_000_000, 0.15, 0.07), n)
     miss_cons = _mask(rng, 0.04, n)
     miss_roof = _mask(rng, 0.06, n)
-    miss_type = _mask(rng, 0.02, n)
+    miss_type = _mask(rng, 0.025, n)
     miss_addr = _mask(rng, 0.03, n)
     n_missing = sum(
         m.astype(np.float64) for m in (miss_age, miss_value, miss_cons, miss_roof, miss_sec)
     )
-    coastal_frame = np.array([s in _COASTAL for s in states]) & (construction == _CONSTRUCTION_FRAME)
+    coastal_frame = np.array([s in _COASTAL for s in states]) & (
+        construction == _CONSTRUCTION_FRAME
+    )
     ca_shake = np.array([s == "CA" for s in states]) & (roof == _ROOF_WOOD_SHAKE)
 
     score = (
@@ -1058,7 +1095,9 @@ def _home(rng: np.random.Generator, n: int) -> _Synth:
         "property_age": _ints(age, miss_age),
         "square_footage": _ints(sqft, np.zeros(n, dtype=np.bool_)),
         "property_value": _ints(value, miss_value),
-        "construction_type": _labels(rng, [c.label for c in _CONSTRUCTION], construction, miss_cons),
+        "construction_type": _labels(
+            rng, [c.label for c in _CONSTRUCTION], construction, miss_cons
+        ),
         "roof_type": _labels(rng, [c.label for c in _ROOFS], roof, miss_roof),
         "property_type": _labels(rng, [c.label for c in _PROPERTY_TYPES], ptype, miss_type),
         "address": _addresses(rng, city, np.isin(ptype, _PROP_CONDO), miss_addr),
@@ -1068,6 +1107,7 @@ def _home(rng: np.random.Generator, n: int) -> _Synth:
 
 
 def _health(rng: np.random.Generator, n: int) -> _Synth:
+    """Simulate health leads (the rule is in docs/synthetic-data.md)."""
     age = np.clip(np.rint(18.0 + rng.gamma(2.0, 12.0, n)), 18, 95)
     employment = _draw(rng, [c.weight for c in _EMPLOYMENT], n)
     u = rng.random(n)
@@ -1075,9 +1115,7 @@ def _health(rng: np.random.Generator, n: int) -> _Synth:
     employment[(age <= 24) & (u < 0.4)] = _EMP_STUDENT
     employment[(age < 50) & (employment == _EMP_RETIRED)] = 0
 
-    household = np.clip(1 + rng.poisson(np.where(age < 25, 0.4, 1.3), n), 1, 12).astype(
-        np.float64
-    )
+    household = np.clip(1 + rng.poisson(np.where(age < 25, 0.4, 1.3), n), 1, 12).astype(np.float64)
     income = (
         np.array(_EMPLOYMENT_INCOME)[employment]
         * rng.lognormal(0.0, 0.6, n)
@@ -1091,10 +1129,8 @@ def _health(rng: np.random.Generator, n: int) -> _Synth:
     bmi = np.round(bmi, 2)
 
     coverage = _draw(rng, [c.weight for c in _COVERAGE_TYPES], n)
-    coverage[(household == 1) & (coverage == _COV_FAMILY)] = _COV_INDIVIDUAL
-    coverage[(household >= 3) & (coverage == _COV_INDIVIDUAL) & (rng.random(n) < 0.6)] = (
-        _COV_FAMILY
-    )
+    coverage[(household == 1) & np.isin(coverage, _COV_SHARED)] = _COV_INDIVIDUAL
+    coverage[(household >= 3) & (coverage == _COV_INDIVIDUAL) & (rng.random(n) < 0.6)] = _COV_FAMILY
     coverage[(age >= 65) & (rng.random(n) < 0.6)] = _COV_MEDICARE
     coverage[(age < 62) & (coverage == _COV_MEDICARE)] = _COV_INDIVIDUAL
     tobacco = _draw(rng, [c.weight for c in _TOBACCO], n)
@@ -1103,16 +1139,14 @@ def _health(rng: np.random.Generator, n: int) -> _Synth:
     lam = np.clip(0.25 + 0.025 * (age - 18.0) + 0.05 * np.maximum(bmi - 30.0, 0.0), 0.1, 3.0)
     n_cond = np.clip(rng.poisson(lam), 0, 4).astype(np.intp)
     miss_cond = _mask(rng, 0.07, n)
-    conditions, cond_effect, cond_items = _phrase_lists(
+    conditions, cond_effect = _phrase_lists(
         rng,
         _CONDITIONS,
         n_cond,
         miss_cond,
         (("; ", 0.5), (", ", 0.3), (" and ", 0.1), (" / ", 0.05), (";", 0.05)),
+        blocked=(_COND_PREGNANT, age > 48),
     )
-    pregnant = np.array([_COND_PREGNANT in s for s in cond_items])
-    # Pregnancy among older or male-ish leads would be odd; keep its effect where plausible.
-    cond_effect = cond_effect - 0.9 * (pregnant & (age > 45))
 
     city = _draw(rng, [c.weight for c in _CITIES], n)
     states = [_CITIES[c].state for c in city.tolist()]
@@ -1164,6 +1198,7 @@ def _health(rng: np.random.Generator, n: int) -> _Synth:
 
 
 def _life(rng: np.random.Generator, n: int) -> _Synth:
+    """Simulate life leads (the rule is in docs/synthetic-data.md)."""
     age = np.clip(np.rint(18.0 + rng.gamma(2.6, 9.0, n)), 18, 89)
     occupation = _draw_occupation(rng, age)
     career = np.exp(-(((age - 50.0) / 28.0) ** 2))
@@ -1185,7 +1220,7 @@ def _life(rng: np.random.Generator, n: int) -> _Synth:
         rng.normal(0.0, 1.0, n)
         - 0.03 * (age - 40.0)
         - 1.5 * (smoker == 1)
-        - 0.5 * np.isin(smoker, (3, 4, 5))
+        - 0.5 * np.isin(smoker, (3, 4, 5, 6, 7))
     )
     health_class = np.select(
         [health_score > 1.3, health_score > 0.5, health_score > -0.2, health_score > -1.4],
@@ -1274,10 +1309,10 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
              "health_class", "marital_status", "occupation", "location"),
 }  # fmt: skip
 _RULES: dict[str, _Rule] = {
-    "auto": _Rule(-0.85, 1.0, 0.6),
-    "home": _Rule(-0.6, 1.0, 0.6),
-    "health": _Rule(-1.0, 1.0, 0.6),
-    "life": _Rule(-0.75, 1.0, 0.6),
+    "auto": _Rule(-0.95, 1.6, 0.4),
+    "home": _Rule(-0.15, 1.9, 0.4),
+    "health": _Rule(-1.4, 1.8, 0.4),
+    "life": _Rule(-1.45, 1.6, 0.4),
 }
 _SIMULATORS: dict[str, Callable[[np.random.Generator, int], _Synth]] = {
     "auto": _auto,
@@ -1287,16 +1322,25 @@ _SIMULATORS: dict[str, Callable[[np.random.Generator, int], _Synth]] = {
 }
 
 
+def _whole(value: int, message: str, minimum: int) -> int:
+    """Return ``value`` as an ``int`` (numpy integers too) or raise ``ValueError``."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or number < minimum:
+        raise ValueError(f"{message}, got {value!r}")
+    return number
+
+
 def _simulate(vertical: str, rows: int, seed: int) -> tuple[list[str], list[list[str]], FloatArray]:
     """Simulate leads and return the header, the rows and each lead's true probability."""
     if vertical not in _SIMULATORS:
         raise ValueError(
             f"unknown vertical {vertical!r} for synthetic data; known: {', '.join(SYNTH_VERTICALS)}"
         )
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-        raise ValueError(f"rows must be a positive integer, got {rows!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    rows = _whole(rows, "rows must be a positive integer", 1)
+    seed = _whole(seed, "seed must be a non-negative integer", 0)
     rng = np.random.default_rng([seed, _SALT[vertical]])
     synth = _SIMULATORS[vertical](rng, rows)
     rule = _RULES[vertical]
@@ -1359,6 +1403,7 @@ def write_csv(vertical: str, rows: int, seed: int, out: Path) -> None:
             writer.writerows(cells)
             handle.flush()
             os.fsync(handle.fileno())
+        tmp.chmod(0o644)  # mkstemp makes the file private; a data file is not a secret
         tmp.replace(out)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -591,8 +591,7 @@ def test_split_values_sit_on_decision_boundaries(trained):
     base = np.nan_to_num(trained.features[0], nan=0.0)
     flips = 0
     for feature, decision_type, threshold in _splits(trained.main.reference):
-        value = float(threshold)
-        if decision_type != "<=" or abs(value) >= 1e300:
+        if decision_type != "<=" or abs(value := float(threshold)) >= 1e300:
             continue
         on, above = base.copy(), base.copy()
         on[feature], above[feature] = value, math.nextafter(value, math.inf)

@@ -41,8 +41,8 @@ CONFIG = msgspec.convert(
 )
 
 
-def at(*args: int) -> float:
-    return dt.datetime(*args, tzinfo=NY).timestamp()
+def at(year: int, month: int, day: int, hour: int, minute: int) -> float:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=NY).timestamp()
 
 
 MONDAY_10 = at(2026, 11, 23, 10, 0)

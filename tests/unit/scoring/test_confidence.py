@@ -62,5 +62,6 @@ def test_small_holdouts_get_fewer_bands():
 
 def test_confidence_combines_and_clamps():
     assert confidence(0.5, 0.8) == 0.4
-    assert confidence(1.0000001, 0.9) == 0.9
-    assert confidence(-0.1, 0.9) == 0.0
+    assert confidence(1.0, 0.91234) == 0.9123
+    assert confidence(1.0, 0.91235) == 0.9124  # half-up
+    assert confidence(0.0, 0.9) == 0.0

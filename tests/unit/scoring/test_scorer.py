@@ -100,7 +100,7 @@ def test_errors(scorer, demo_config, auto):
         scorer.score("auto", {"age": 12})
     assert info.value.field == "lead_data.age"
     with pytest.raises(LeadError, match="must be an object"):
-        scorer.score("auto", ["not", "a", "mapping"])  # type: ignore[arg-type]
+        scorer.score("auto", ["not", "a", "mapping"])
     with pytest.raises(UnknownVertical):
         scorer.model("boat")
     with pytest.raises(ModelUnavailable):
