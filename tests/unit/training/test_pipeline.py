@@ -59,6 +59,7 @@ def test_training_is_reproducible(demo_config, synth_csv, tmp_path, signing_key)
     [
         (lambda lines: [lines[0].replace("occupation", "job"), *lines[1:]], "occupation not found"),
         (lambda lines: [lines[0]], "no data rows"),
+        (lambda lines: [line[: line.rindex(",")] for line in lines], "converted \\(the target\\)"),
         (
             lambda lines: [lines[0], lines[1].replace(lines[1].split(",")[0], "abc", 1)],
             "column 'age' has 'abc'",
