@@ -13,10 +13,10 @@ VERTICALS := auto home health life
 .PHONY: install lint format typecheck test test-fast bench models run clean help
 
 help:
-	@echo "make run       install, create demo keys and models if absent, score a demo lead"
+	@echo "make run       install, create demo keys and models if absent, start the service on :8000"
 	@echo "make test      install, lint, type-check and run every test (coverage >= 80%)"
 	@echo "make models    generate demo keys and train the four demo models into var/"
-	@echo "make bench     run the engine benchmark (bench/bench_engine.py)"
+	@echo "make bench     run the engine and HTTP benchmarks (bench/)"
 	@echo "make format    apply ruff formatting"
 
 $(STAMP): pyproject.toml
@@ -56,14 +56,25 @@ models: install var/keys/model-signing.key
 	  else echo "$$v: active model present"; fi; \
 	done
 
-# The HTTP service (port 8000, metrics on 9090) is issue 3; until then `run` prepares
-# everything it will need and scores a demo lead through the engine.
-run: models
-	$(BIN)/ml-service score --vertical auto --explain --json @examples/leads/auto.json
-	@echo "Models are ready in var/models; the HTTP service arrives with issue 3."
+var/keys/jwt/jwt-signing.key: | $(STAMP)
+	$(BIN)/ml-service auth keygen --dir var/keys/jwt
+
+# Start the service on :8000 (metrics on :9090) after printing demo tokens and a curl.
+run: models var/keys/jwt/jwt-signing.key
+	@scorer=$$($(BIN)/ml-service auth token --role scorer --subject demo-scorer --ttl 86400) && \
+	admin=$$($(BIN)/ml-service auth token --role admin --subject demo-admin --ttl 86400) && \
+	lead=$$(tr -d '\n' < examples/leads/auto.json) && \
+	echo && echo "scorer token (24 h): $$scorer" && echo && \
+	echo "admin token (24 h):  $$admin" && echo && \
+	echo "Score a lead:" && \
+	echo "curl -s -X POST http://localhost:8000/api/v1/score -H 'Authorization: Bearer $$scorer' -H 'Content-Type: application/json' -d '{\"vertical\": \"auto\", \"lead_data\": $$lead}'" && \
+	echo && echo "Reload models: curl -s -X POST http://localhost:8000/api/v1/models/reload -H 'Authorization: Bearer $$admin'" && \
+	echo "Metrics: curl -s http://localhost:9090/metrics    API description: http://localhost:8000/docs/api" && echo
+	exec $(BIN)/ml-service serve
 
 bench: models
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_http.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -85,9 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``ml-service`` and return its exit status."""
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run ``ml-service`` and return its exit status.
+
+    Args:
+        argv: The arguments (default ``sys.argv[1:]``).
+        parser: A parser extending ``build_parser()`` (the service adds its commands).
+    """
+    args = (parser or build_parser()).parse_args(argv)
     try:
         status: int = args.handler(args)
     except EngineError as exc:

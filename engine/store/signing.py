@@ -68,15 +68,17 @@ def _public_pem(public_key: Ed25519PublicKey) -> bytes:
     )
 
 
-def generate_keypair(directory: Path) -> str:
+def generate_keypair(directory: Path, private_name: str = PRIVATE_KEY_NAME) -> str:
     """Create a new signing key and trust its public half.
 
-    Writes ``directory/model-signing.key`` (PKCS#8 PEM, unencrypted, mode 0600, created
+    Writes ``directory/<private_name>`` (PKCS#8 PEM, unencrypted, mode 0600, created
     exclusively) and ``directory/trusted/<key_id>.pub`` (SubjectPublicKeyInfo PEM),
     creating the directories as needed.
 
     Args:
         directory: Where to put the key files.
+        private_name: File name of the private key (``model-signing.key`` by default;
+            the API's token keys use ``jwt-signing.key``).
 
     Returns:
         The new key's id.
@@ -93,7 +95,7 @@ def generate_keypair(directory: Path) -> str:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    key_path = directory / PRIVATE_KEY_NAME
+    key_path = directory / private_name
     trusted = directory / TRUSTED_DIR_NAME
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -132,6 +134,11 @@ class SigningKey:
     def public_key(self) -> Ed25519PublicKey:
         """The matching public key."""
         return self._private_key.public_key()
+
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        """The private key itself (for signers other than manifests, e.g. JWTs)."""
+        return self._private_key
 
     @classmethod
     def load(cls, path: Path) -> SigningKey:
@@ -202,6 +209,11 @@ class Keyring:
     def key_ids(self) -> frozenset[str]:
         """The ids of the trusted keys."""
         return frozenset(self._keys)
+
+    @property
+    def keys(self) -> dict[str, Ed25519PublicKey]:
+        """The trusted keys by id (a copy)."""
+        return dict(self._keys)
 
     @classmethod
     def load(cls, path: Path) -> Keyring:

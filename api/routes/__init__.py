@@ -1,0 +1,1 @@
+"""HTTP routes, grouped by concern; each module returns its ``Route`` list."""

@@ -1,0 +1,126 @@
+"""Model state and the admin operations: reload and rollback."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.errors import ApiError, read_json_body
+from api.reload_state import WorkerSlot
+from api.schemas import (
+    ENCODER,
+    RELOAD_DECODER,
+    ROLLBACK_DECODER,
+    ModelsResponse,
+    ModelState,
+    ReloadResponse,
+    WorkerState,
+)
+from api.service import Service
+from engine.store import layout, pointer
+
+# How long reload and rollback wait for every worker to switch before answering.
+SWITCH_TIMEOUT_SECONDS = 10.0
+_JSON = "application/json"
+
+
+def _workers(slots: list[WorkerSlot]) -> list[WorkerState]:
+    return [WorkerState(s.slot, s.pid, s.generation) for s in slots]
+
+
+def routes(service: Service) -> list[Route]:
+    """Build the model routes over ``service``."""
+    runtime = service.runtime
+    authenticate = service.auth.authenticate
+    limit = service.settings.max_body_bytes
+
+    async def reloaded(generation: int) -> Response:
+        workers = await runtime.wait_for_workers(generation, SWITCH_TIMEOUT_SECONDS)
+        switched = all(w.generation >= generation for w in workers)
+        status = "success" if switched else "pending"
+        body = ReloadResponse(status, runtime.versions(), generation, _workers(workers))
+        return Response(ENCODER.encode(body), 200 if switched else 202, media_type=_JSON)
+
+    async def reload(request: Request) -> Response:
+        try:
+            authenticate(request.headers.get("authorization"), "admin")
+            raw = await read_json_body(request, limit) if await _has_body(request) else b""
+            versions = RELOAD_DECODER.decode(raw).versions if raw.strip() else None
+            for vertical, version in (versions or {}).items():
+                if not layout.is_version(version):
+                    raise ApiError(
+                        422,
+                        "validation_error",
+                        f"{version!r} is not a version X.Y.Z",
+                        f"versions.{vertical}",
+                    )
+            generation = await runtime.reload(versions)
+        except Exception as exc:
+            return service.fail(exc)
+        return await reloaded(generation)
+
+    async def rollback(request: Request) -> Response:
+        try:
+            authenticate(request.headers.get("authorization"), "admin")
+            body = ROLLBACK_DECODER.decode(await read_json_body(request, limit))
+            generation = await runtime.rollback(body.vertical)
+        except Exception as exc:
+            return service.fail(exc)
+        return await reloaded(generation)
+
+    async def list_models(request: Request) -> Response:
+        try:
+            authenticate(request.headers.get("authorization"), "scorer")
+            states = await asyncio.to_thread(_model_states, service)
+        except Exception as exc:
+            return service.fail(exc)
+        body = ModelsResponse(states, runtime.generation, _workers(runtime.state.workers()))
+        return Response(ENCODER.encode(body), media_type=_JSON)
+
+    return [
+        Route("/api/v1/models", list_models, methods=["GET"]),
+        Route("/api/v1/models/reload", reload, methods=["POST"]),
+        Route("/api/v1/models/rollback", rollback, methods=["POST"]),
+    ]
+
+
+async def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return length != "0" and (length is not None or "transfer-encoding" in request.headers)
+
+
+def _model_states(service: Service) -> list[ModelState]:
+    runtime = service.runtime
+    installed = runtime.scorer.models
+    states = []
+    for vertical in runtime.config.verticals:
+        model = installed.get(vertical)
+        try:
+            active = pointer.read_current(runtime.model_root, vertical)
+        except Exception as exc:
+            active = None
+            runtime.problems.setdefault(vertical, str(exc))
+        metrics = None
+        if model is not None:
+            m = model.manifest.metrics
+            metrics = {
+                "auc": m.auc,
+                "precision": m.precision,
+                "recall": m.recall,
+                "threshold": model.threshold,
+            }
+        states.append(
+            ModelState(
+                vertical=vertical,
+                loaded_version=model.version if model else None,
+                active_version=active,
+                available_versions=layout.list_versions(runtime.model_root, vertical),
+                metrics=metrics,
+                trained_at=model.manifest.created_at if model else None,
+                problem=runtime.problems.get(vertical),
+            )
+        )
+    return states

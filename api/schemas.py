@@ -1,0 +1,149 @@
+"""Request and response bodies of the HTTP API, as msgspec types.
+
+One decoder per request type is built at import, so decoding and type checking of a
+body is one C call. Unknown top-level fields are rejected (a typo such as ``explian``
+would otherwise be silently ignored); ``lead_data`` is an open object whose fields the
+engine validates against the model's features. The OpenAPI document at ``/docs/api`` is
+generated from these types (``api.openapi``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from engine.scoring.result import Reason
+
+LeadId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Vertical = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+# Checked by the route (so the error can name ``versions.<vertical>``), documented here.
+Version = Annotated[str, msgspec.Meta(description="a semantic version X.Y.Z")]
+
+
+class ScoreRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Score one lead."""
+
+    vertical: Vertical
+    lead_data: dict[str, Any]
+    lead_id: LeadId | None = None
+    explain: bool = False
+
+
+class BatchLead(msgspec.Struct, forbid_unknown_fields=True):
+    """One lead of a batch."""
+
+    lead_data: dict[str, Any]
+    lead_id: LeadId | None = None
+
+
+class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Score many leads of one vertical."""
+
+    vertical: Vertical
+    leads: list[BatchLead]
+    explain: bool = False
+
+
+class ReloadRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Reload models: activate ``versions`` (vertical -> X.Y.Z) or re-read the pointers."""
+
+    versions: dict[Vertical, Version] | None = None
+
+
+class RollbackRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Roll one vertical back to the version active before the current one."""
+
+    vertical: Vertical
+
+
+class ScoreResponse(msgspec.Struct, omit_defaults=True):
+    """The score, confidence and price of one lead."""
+
+    score: float
+    confidence: float
+    price: float
+    market_factors: dict[str, float]
+    model_version: str
+    accepted: bool
+    currency: str
+    vertical: str
+    lead_id: str | None = None
+    reasons: list[Reason] | None = None
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    """What went wrong: a stable ``type``, a sentence, and the offending field if any."""
+
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(msgspec.Struct):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+class BatchItem(msgspec.Struct, omit_defaults=True):
+    """The outcome for one lead of a batch: exactly one of ``result`` and ``error``."""
+
+    index: int
+    lead_id: str | None = None
+    result: ScoreResponse | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchResponse(msgspec.Struct):
+    """Outcomes in request order, all scored by ``model_version``."""
+
+    vertical: str
+    model_version: str
+    results: list[BatchItem]
+    scored: int
+    failed: int
+
+
+class WorkerState(msgspec.Struct):
+    """What one worker serves."""
+
+    slot: int
+    pid: int
+    generation: int
+
+
+class ReloadResponse(msgspec.Struct):
+    """Outcome of a reload or rollback."""
+
+    status: str
+    versions: dict[str, str | None]
+    generation: int
+    workers: list[WorkerState]
+
+
+class ModelState(msgspec.Struct, omit_defaults=True):
+    """A vertical's active and loaded versions in this worker, and their metrics."""
+
+    vertical: str
+    loaded_version: str | None
+    active_version: str | None
+    available_versions: list[str]
+    metrics: dict[str, float] | None = None
+    trained_at: str | None = None
+    problem: str | None = None
+
+
+class ModelsResponse(msgspec.Struct):
+    """Every configured vertical's model state."""
+
+    models: list[ModelState]
+    generation: int
+    workers: list[WorkerState]
+
+
+SCORE_DECODER = msgspec.json.Decoder(ScoreRequest)
+BATCH_DECODER = msgspec.json.Decoder(BatchRequest)
+RELOAD_DECODER = msgspec.json.Decoder(ReloadRequest)
+ROLLBACK_DECODER = msgspec.json.Decoder(RollbackRequest)
+ENCODER = msgspec.json.Encoder()

@@ -1,0 +1,95 @@
+"""What every route of a worker needs, built once after fork."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+
+from api import metrics
+from api.auth import Authenticator, AuthError
+from api.errors import ApiError, decode_error, error_response
+from api.runtime import ModelRuntime, ReloadFailed
+from api.settings import ServiceSettings
+from engine.errors import (
+    ArtifactRejected,
+    LeadError,
+    ModelUnavailable,
+    StoreError,
+    UnknownVertical,
+)
+
+log = logging.getLogger("ml_service.api")
+
+
+class Service:
+    """The worker's settings, models and authenticator, and the error mapping."""
+
+    def __init__(
+        self, settings: ServiceSettings, runtime: ModelRuntime, auth: Authenticator
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.auth = auth
+        self.verticals = frozenset(runtime.config.verticals)
+
+    def label(self, vertical: object) -> str:
+        """A bounded ``vertical`` label value for metrics."""
+        return metrics.vertical_label(vertical, self.verticals)
+
+    def fail(self, exc: Exception, vertical: str = "unknown") -> Response:
+        """Answer ``exc`` with its JSON error, count it by type, and log one line.
+
+        Client errors log at ``info`` (so production at ``warning`` stays quiet); the line
+        names the type, status and field, never a value the client sent.
+        """
+        error = self.to_api_error(exc)
+        metrics.SCORING_ERRORS.labels(error.type, vertical, self.settings.environment).inc()
+        if error.status < 500 and log.isEnabledFor(logging.INFO):
+            log.info(
+                "request rejected",
+                extra={
+                    "status": error.status,
+                    "error_type": error.type,
+                    "field": error.field,
+                    "vertical": vertical,
+                },
+            )
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return error.response(headers)
+
+    @staticmethod
+    def to_api_error(exc: Exception) -> ApiError:
+        """Map an exception to its status, type, message and field."""
+        match exc:
+            case ApiError():
+                return exc
+            case ClientDisconnect():
+                return ApiError(400, "client_disconnected", "the client closed the request")
+            case AuthError(status=401):
+                return ApiError(401, "unauthorized", exc.reason)
+            case AuthError():
+                return ApiError(403, "forbidden", exc.reason)
+            case msgspec.DecodeError():
+                return decode_error(exc)
+            case LeadError():
+                return ApiError(422, "validation_error", exc.reason, exc.field)
+            case UnknownVertical():
+                return ApiError(404, "unknown_vertical", str(exc), "vertical")
+            case ModelUnavailable():
+                return ApiError(503, "model_unavailable", str(exc))
+            case ReloadFailed():
+                return ApiError(409, "reload_failed", exc.reason, f"versions.{exc.vertical}")
+            case ArtifactRejected():
+                return ApiError(409, "reload_failed", str(exc))
+            case StoreError():
+                return ApiError(409, "reload_failed", str(exc))
+        log.exception("unexpected error", exc_info=exc)
+        return ApiError(500, "internal_error", "internal error; the service logged it")
+
+
+def internal_error_response() -> Response:
+    """The body of a 500 that escaped every route (counted by the caller)."""
+    return error_response(500, "internal_error", "internal error; the service logged it")

@@ -1,0 +1,127 @@
+"""Service settings: parsed once from the environment into a frozen object.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| ``CONFIG_PATH`` | the repository's ``config/models.yaml`` | model configuration |
+| ``MODEL_PATH`` | the config's ``model_base_path`` | model store root |
+| ``MODEL_TRUSTED_KEYS`` | ``var/keys/trusted`` | public keys that model loading trusts |
+| ``JWT_PUBLIC_KEYS`` | ``var/keys/jwt/trusted`` | Ed25519 keys (``*.pub``) that verify tokens |
+| ``JWT_ISSUER`` / ``JWT_AUDIENCE`` | ``ml-service`` | required ``iss`` and ``aud`` claims |
+| ``BIND`` | ``0.0.0.0:8000`` | listen address |
+| ``WORKERS`` | cores available to the process | worker processes, one per core |
+| ``PIN_WORKERS`` | ``1`` | pin each worker to one core (``0``: let the kernel schedule) |
+| ``METRICS_PORT`` | ``9090`` | where the master serves ``/metrics`` |
+| ``RUN_DIR`` | ``var/run`` | runtime state: reload generation file, metrics files |
+| ``ENVIRONMENT`` | ``development`` | the ``environment`` label of every metric |
+| ``LOG_LEVEL`` | ``info`` | ``debug``, ``info``, ``warning``, ``error`` |
+| ``MAX_BODY_BYTES`` | ``65536`` | larger request bodies get 413 |
+| ``MAX_BATCH`` | ``500`` | most leads in one batch request |
+| ``CACHE_CONFIG`` / ``MONITORING_CONFIG`` | unset | reserved for the cache and monitoring |
+|  |  | work; parsed now, used by later releases |
+
+A bad value stops the service at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from engine.settings import DEFAULT_CONFIG
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SettingsError(ValueError):
+    """An environment variable has an unusable value."""
+
+
+class ServiceSettings(msgspec.Struct, frozen=True):
+    """Everything the service reads from its environment."""
+
+    config_path: Path
+    model_path: Path | None
+    trusted_keys: Path
+    jwt_public_keys: Path
+    jwt_issuer: str
+    jwt_audience: str
+    bind: str
+    workers: int
+    pin_workers: bool
+    metrics_port: int
+    run_dir: Path
+    environment: str
+    log_level: str
+    max_body_bytes: int
+    max_batch: int
+    cache_config: str | None
+    monitoring_config: str | None
+
+    @property
+    def reload_state_path(self) -> Path:
+        """The shared generation file that signals reloads to every worker."""
+        return self.run_dir / "reload.state"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """``PROMETHEUS_MULTIPROC_DIR`` of this service."""
+        return self.run_dir / "metrics"
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} must be between {low} and {high}")
+    return value
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be 1/0, true/false, yes/no or on/off")
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
+    """Parse the service settings from ``environ``.
+
+    Raises:
+        SettingsError: A variable has an unusable value; the message names it.
+    """
+    level = environ.get("LOG_LEVEL", "info").strip().lower()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"LOG_LEVEL={level!r} must be one of {', '.join(LOG_LEVELS)}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    model_path = environ.get("MODEL_PATH")
+    return ServiceSettings(
+        config_path=Path(environ.get("CONFIG_PATH") or DEFAULT_CONFIG),
+        model_path=Path(model_path) if model_path else None,
+        trusted_keys=Path(environ.get("MODEL_TRUSTED_KEYS") or "var/keys/trusted"),
+        jwt_public_keys=Path(environ.get("JWT_PUBLIC_KEYS") or "var/keys/jwt/trusted"),
+        jwt_issuer=environ.get("JWT_ISSUER") or "ml-service",
+        jwt_audience=environ.get("JWT_AUDIENCE") or "ml-service",
+        bind=environ.get("BIND") or "0.0.0.0:8000",
+        workers=_int(environ, "WORKERS", cores or 1, 1, 256),
+        pin_workers=_bool(environ, "PIN_WORKERS", default=True),
+        metrics_port=_int(environ, "METRICS_PORT", 9090, 1, 65535),
+        run_dir=Path(environ.get("RUN_DIR") or "var/run"),
+        environment=environ.get("ENVIRONMENT") or "development",
+        log_level=level,
+        max_body_bytes=_int(environ, "MAX_BODY_BYTES", 65536, 256, 64 * 1024 * 1024),
+        max_batch=_int(environ, "MAX_BATCH", 500, 1, 100_000),
+        cache_config=environ.get("CACHE_CONFIG") or None,
+        monitoring_config=environ.get("MONITORING_CONFIG") or None,
+    )

@@ -1,0 +1,24 @@
+"""The gunicorn worker: uvicorn on uvloop with the httptools parser.
+
+``uvicorn.workers`` is deprecated upstream; ``uvicorn-worker`` is its maintained home
+(same maintainers). Access logs are off (a log line per request on the hot path); the
+``Server`` header is dropped (no version disclosure, fewer bytes).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from uvicorn_worker import UvicornWorker
+
+
+class ServiceWorker(UvicornWorker):  # type: ignore[misc]
+    """uvicorn worker tuned for the scoring service."""
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "server_header": False,
+    }

@@ -1,0 +1,106 @@
+"""Process wiring of the service (gunicorn master + one pinned uvicorn worker per core).
+
+- The master owns the socket, serves ``/metrics`` on ``METRICS_PORT`` (aggregated over
+  all workers by prometheus_client's ``MultiProcessCollector``) and never loads a model:
+  LightGBM + OpenMP + fork can hang (LightGBM issues 4751, 6137).
+- Workers get stable slots (0..N-1): a replaced worker takes the slot of the one it
+  replaces, is pinned to the same core (``os.sched_setaffinity``) and acknowledges
+  reloads in the same slot of the shared reload state.
+- SIGHUP means "reload models in place": the master bumps the shared reload generation
+  and every worker switches without restarting (gunicorn's default would restart them:
+  a latency spike, cold caches and stale metrics files).
+- ``child_exit`` marks dead workers for prometheus and frees their slot.
+
+Settings come from the environment (``api.settings``); see README.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from api.logging import logging_config
+from api.settings import load_settings
+
+_settings = load_settings()
+# Before anything imports prometheus_client, in the master and so in every worker.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_settings.metrics_dir.resolve())
+
+bind = _settings.bind
+workers = _settings.workers
+worker_class = "api.worker.ServiceWorker"
+wsgi_app = "api.app:create_app()"
+preload_app = False  # models load after fork, in each worker
+keepalive = 75  # longer than typical load balancer idle timeouts
+timeout = 30
+graceful_timeout = 20
+proc_name = "ml-service"
+accesslog = None
+# gunicorn's control socket defaults to one path per user; keep it per instance so
+# several services (tests, benchmarks) can run side by side.
+control_socket = str((_settings.run_dir / "gunicorn.ctl").resolve())
+logconfig_dict = logging_config(_settings.log_level)
+
+_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+# The master's handle on the shared reload state, opened in on_starting.
+_master: dict[str, Any] = {}
+
+
+def on_starting(server: Any) -> None:
+    """Fail fast on a bad config; reset metrics files and the reload state."""
+    from api.reload_state import ReloadState
+    from engine.config import load_config
+
+    load_config(_settings.config_path)
+    metrics_dir = _settings.metrics_dir
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    _master["state"] = ReloadState.create(_settings.reload_state_path)
+
+
+def when_ready(server: Any) -> None:
+    """Serve /metrics from the master and make SIGHUP reload models in place."""
+    from api.metrics import serve_metrics
+
+    serve_metrics(_settings.metrics_port)
+
+    def handle_hup() -> None:
+        generation = _master["state"].bump()
+        server.log.info("SIGHUP: reload generation %d signalled to every worker", generation)
+
+    server.handle_hup = handle_hup
+    server.log.info(
+        "ml-service ready: %d workers on %s, metrics on :%d",
+        workers,
+        bind,
+        _settings.metrics_port,
+    )
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Give the new worker the lowest free slot (stable across replacements)."""
+    used = {getattr(w, "slot", None) for w in server.WORKERS.values()}
+    worker.slot = next(i for i in itertools.count() if i not in used)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Pin the worker to its core and tell the app its slot."""
+    os.environ["SERVICE_WORKER_SLOT"] = str(worker.slot)
+    if _CPUS and _settings.pin_workers:
+        os.sched_setaffinity(0, {_CPUS[worker.slot % len(_CPUS)]})
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop the dead worker's live metrics and free its reload slot."""
+    from api.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
+    if "state" in _master:
+        _master["state"].release(getattr(worker, "slot", 0), worker.pid)
