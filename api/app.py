@@ -2,7 +2,8 @@
 
 Everything heavy happens in the lifespan startup, i.e. in the worker after fork: read
 the settings and config, open the shared reload state, load and verify every active
-model, start the reload watcher. The master never imports LightGBM.
+model, start the reload watcher. The master never imports LightGBM. Scoring POSTs are
+dispatched by ``ScoringFastPath`` in front of the Starlette app (``api.routes.scoring``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from api.errors import error_response
 from api.openapi import build_openapi
 from api.reload_state import ReloadState
 from api.routes import health, models, scoring
+from api.routes.scoring import ScoringFastPath
 from api.runtime import ModelRuntime
 from api.service import Service, internal_error_response
 from api.settings import ServiceSettings, load_settings
@@ -67,10 +69,11 @@ def build_service(settings: ServiceSettings) -> Service:
     return Service(settings, runtime, auth)
 
 
-def create_app(settings: ServiceSettings | None = None) -> Starlette:
+def create_app(settings: ServiceSettings | None = None) -> ScoringFastPath:
     """Build the worker's application; models load at lifespan startup."""
     settings = settings or load_settings()
     holder: dict[str, Service] = {}
+    fast_path: ScoringFastPath
     openapi = msgspec.json.encode(build_openapi(engine.__version__))
 
     async def openapi_doc(request: Request) -> Response:
@@ -80,8 +83,11 @@ def create_app(settings: ServiceSettings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service = build_service(settings)
         holder["service"] = service
-        for route in (*scoring.routes(service), *models.routes(service), *health.routes(service)):
-            app.router.routes.append(route)
+        scoring_handlers = scoring.handlers(service)
+        app.router.routes.extend(
+            (*scoring.routes(scoring_handlers), *models.routes(service), *health.routes(service))
+        )
+        fast_path.handlers.update(scoring_handlers)
         service.runtime.start_watching()
         log.info("worker ready", extra={"versions": service.runtime.versions()})
         try:
@@ -101,8 +107,10 @@ def create_app(settings: ServiceSettings | None = None) -> Starlette:
         metrics.SCORING_ERRORS.labels("internal_error", "unknown", settings.environment).inc()
         return internal_error_response()
 
-    return Starlette(
+    app = Starlette(
         routes=[Route("/docs/api", openapi_doc, methods=["GET"])],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    fast_path = ScoringFastPath(app)
+    return fast_path

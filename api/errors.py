@@ -22,6 +22,7 @@ import re
 import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from api.schemas import ENCODER, ErrorDetail, ErrorResponse
 
@@ -45,6 +46,11 @@ class ApiError(Exception):
         return error_response(self.status, self.type, self.message, self.field, headers)
 
 
+def error_body(type_: str, message: str, field: str | None = None) -> bytes:
+    """Return the standard JSON error body."""
+    return ENCODER.encode(ErrorResponse(ErrorDetail(type_, message, field)))
+
+
 def error_response(
     status: int,
     type_: str,
@@ -53,7 +59,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """Build an error response with the standard body."""
-    body = ENCODER.encode(ErrorResponse(ErrorDetail(type_, message, field)))
+    body = error_body(type_, message, field)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
@@ -84,25 +90,37 @@ def split_validation_message(text: str) -> tuple[str | None, str]:
 
 
 async def read_json_body(request: Request, limit: int) -> bytes:
-    """Return the request body after checking its media type and size.
+    """Return the body of a Starlette request (see ``read_body``)."""
+    headers = request.headers
+    return await read_body(
+        request.receive, headers.get("content-type"), headers.get("content-length"), limit
+    )
+
+
+async def read_body(
+    receive: Receive, content_type: str | None, content_length: str | None, limit: int
+) -> bytes:
+    """Return a JSON request body straight from ASGI ``receive``.
+
+    Args:
+        receive: The ASGI receive callable.
+        content_type: The ``Content-Type`` header, if sent.
+        content_length: The ``Content-Length`` header, if sent.
+        limit: Most bytes accepted.
 
     Raises:
         ApiError: 415 for a non-JSON ``Content-Type``, 413 when the body is over
             ``limit`` bytes (checked on ``Content-Length`` first, then while reading).
+        ClientDisconnect: The client went away before sending the body.
     """
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";", 1)[0].strip().lower() not in JSON_TYPES:
+    if not content_type or content_type.split(";", 1)[0].strip().lower() not in JSON_TYPES:
         raise ApiError(
             415,
             "unsupported_media_type",
             f"Content-Type must be application/json, not {content_type or 'missing'!r}",
         )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"body of {declared} bytes is over {limit}")
-    # Straight from ASGI receive: request.stream()'s async generator costs more than the
-    # usual single message.
-    receive = request.receive
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise ApiError(413, "payload_too_large", f"body of {content_length} bytes is over {limit}")
     message = await receive()
     if message["type"] == "http.disconnect":
         raise ClientDisconnect

@@ -39,8 +39,8 @@ class Service:
         """A bounded ``vertical`` label value for metrics."""
         return metrics.vertical_label(vertical, self.verticals)
 
-    def fail(self, exc: Exception, vertical: str = "unknown") -> Response:
-        """Answer ``exc`` with its JSON error, count it by type, and log one line.
+    def reject(self, exc: Exception, vertical: str = "unknown") -> ApiError:
+        """Map ``exc`` to its error, count it by type, and log one line.
 
         Client errors log at ``info`` (so production at ``warning`` stays quiet); the line
         names the type, status and field, never a value the client sent.
@@ -57,6 +57,11 @@ class Service:
                     "vertical": vertical,
                 },
             )
+        return error
+
+    def fail(self, exc: Exception, vertical: str = "unknown") -> Response:
+        """Answer ``exc`` with its JSON error (counted and logged by ``reject``)."""
+        error = self.reject(exc, vertical)
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
         return error.response(headers)
 

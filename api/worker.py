@@ -2,7 +2,8 @@
 
 ``uvicorn.workers`` is deprecated upstream; ``uvicorn-worker`` is its maintained home
 (same maintainers). Access logs are off (a log line per request on the hot path); the
-``Server`` header is dropped (no version disclosure, fewer bytes).
+``Server`` header is dropped (no version disclosure, fewer bytes); proxy-header rewriting
+is off (the service never uses client addresses).
 """
 
 from __future__ import annotations
@@ -21,4 +22,6 @@ class ServiceWorker(UvicornWorker):  # type: ignore[misc]
         "lifespan": "on",
         "access_log": False,
         "server_header": False,
+        # Client addresses are never used, so X-Forwarded-* rewriting is wasted work.
+        "proxy_headers": False,
     }

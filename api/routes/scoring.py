@@ -1,15 +1,23 @@
-"""``POST /api/v1/score`` and ``POST /api/v1/score/batch``: the hot path."""
+"""``POST /api/v1/score`` and ``POST /api/v1/score/batch``: the hot path, in raw ASGI.
+
+These two handlers speak ASGI directly (headers read once from the scope, the body from
+``receive``, the response as two ``send`` messages): Starlette's ``Request``/``Response``
+objects and middleware layers cost more per request than validating, scoring and pricing
+a lead. They are registered as ordinary Starlette routes (so methods, 404/405 and the
+OpenAPI description behave as for every route), and ``ScoringFastPath`` in front of the
+app dispatches POSTs to them without walking the middleware stack.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import metrics
-from api.errors import ApiError, read_json_body
+from api.errors import ApiError, error_body, read_body
 from api.schemas import (
     BATCH_DECODER,
     ENCODER,
@@ -22,7 +30,9 @@ from api.schemas import (
 from api.service import Service
 from engine.scoring.result import LeadFailure, ScoreResult
 
-_JSON = "application/json"
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+_JSON = b"application/json"
+_BEARER = [(b"www-authenticate", b"Bearer")]
 
 
 def _response(result: ScoreResult, vertical: str, lead_id: str | None) -> ScoreResponse:
@@ -40,8 +50,31 @@ def _response(result: ScoreResult, vertical: str, lead_id: str | None) -> ScoreR
     )
 
 
-def routes(service: Service) -> list[Route]:
-    """Build the scoring routes over ``service``."""
+def _request_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """Return (authorization, content-type, content-length) from the ASGI scope."""
+    authorization = content_type = content_length = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"content-type":
+            content_type = value.decode("latin-1")
+        elif name == b"content-length":
+            content_length = value.decode("latin-1")
+    return authorization, content_type, content_length
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [(b"content-type", _JSON), (b"content-length", b"%d" % len(body))]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def handlers(service: Service) -> dict[str, Handler]:
+    """Build the two scoring handlers over ``service``, by path."""
     env = service.settings.environment
     limit = service.settings.max_body_bytes
     max_batch = service.settings.max_batch
@@ -58,30 +91,40 @@ def routes(service: Service) -> list[Route]:
     service.runtime.tick_hooks.extend(b.flush for b in scored.values())
     clock = time.perf_counter
 
-    async def score(request: Request) -> Response:
+    async def fail(send: Send, exc: Exception, vertical: str) -> None:
+        error = service.reject(exc, vertical)
+        body = error_body(error.type, error.message, error.field)
+        await _send_json(send, error.status, body, _BEARER if error.status == 401 else None)
+
+    async def score(scope: Scope, receive: Receive, send: Send) -> None:
         started = clock()
         vertical = "unknown"
         try:
-            authenticate(request.headers.get("authorization"), "scorer")
-            body = SCORE_DECODER.decode(await read_json_body(request, limit))
+            authorization, content_type, content_length = _request_headers(scope)
+            authenticate(authorization, "scorer")
+            body = SCORE_DECODER.decode(
+                await read_body(receive, content_type, content_length, limit)
+            )
             if body.vertical in latency:
                 vertical = body.vertical
             result = scorer.score(body.vertical, body.lead_data, explain=body.explain)
-        except Exception as exc:
-            return service.fail(exc, vertical)
-        response = Response(
-            ENCODER.encode(_response(result, vertical, body.lead_id)), media_type=_JSON
-        )
+            payload = ENCODER.encode(_response(result, vertical, body.lead_id))
+        except Exception as exc:  # every failure is answered and counted
+            await fail(send, exc, vertical)
+            return
+        await _send_json(send, 200, payload)
         latency[vertical].observe(clock() - started)
         scored[vertical].inc()
-        return response
 
-    async def score_batch(request: Request) -> Response:
+    async def score_batch(scope: Scope, receive: Receive, send: Send) -> None:
         started = clock()
         vertical = "unknown"
         try:
-            authenticate(request.headers.get("authorization"), "scorer")
-            body = BATCH_DECODER.decode(await read_json_body(request, limit))
+            authorization, content_type, content_length = _request_headers(scope)
+            authenticate(authorization, "scorer")
+            body = BATCH_DECODER.decode(
+                await read_body(receive, content_type, content_length, limit)
+            )
             if body.vertical in latency:
                 vertical = body.vertical
             if len(body.leads) > max_batch:
@@ -93,12 +136,13 @@ def routes(service: Service) -> list[Route]:
                 )
             if not body.leads:
                 raise ApiError(422, "validation_error", "at least one lead is required", "leads")
+            version = scorer.model(body.vertical).version
             results = scorer.score_batch(
                 body.vertical, [lead.lead_data for lead in body.leads], explain=body.explain
             )
-            version = scorer.model(body.vertical).version
-        except Exception as exc:
-            return service.fail(exc, vertical)
+        except Exception as exc:  # every failure is answered and counted
+            await fail(send, exc, vertical)
+            return
         items: list[BatchItem] = []
         failed = 0
         for index, (lead, result) in enumerate(zip(body.leads, results, strict=True)):
@@ -114,12 +158,45 @@ def routes(service: Service) -> list[Route]:
         if failed:
             metrics.SCORING_ERRORS.labels("validation_error", vertical, env).inc(failed)
         payload = BatchResponse(vertical, version, items, len(items) - failed, failed)
-        response = Response(ENCODER.encode(payload), media_type=_JSON)
+        await _send_json(send, 200, ENCODER.encode(payload))
         latency[vertical].observe(clock() - started)
         scored[vertical].inc(len(items) - failed)
-        return response
 
-    return [
-        Route("/api/v1/score", score, methods=["POST"]),
-        Route("/api/v1/score/batch", score_batch, methods=["POST"]),
-    ]
+    return {"/api/v1/score": score, "/api/v1/score/batch": score_batch}
+
+
+class _Endpoint:
+    """A raw ASGI handler as a Starlette route endpoint (instances are ASGI apps)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request."""
+        await self.handler(scope, receive, send)
+
+
+def routes(handlers_by_path: dict[str, Handler]) -> list[Route]:
+    """Register the handlers as ordinary POST routes."""
+    return [Route(path, _Endpoint(h), methods=["POST"]) for path, h in handlers_by_path.items()]
+
+
+class ScoringFastPath:
+    """ASGI front that sends scoring POSTs straight to their handlers.
+
+    Everything else (and everything before the worker's models are loaded, when
+    ``handlers`` is still empty) goes through the Starlette application unchanged.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.handlers: dict[str, Handler] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch one ASGI event."""
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self.handlers.get(scope["path"])
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
