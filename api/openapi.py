@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from api.routes.health import Readiness
+from api.routes.health import Health, Readiness
 from api.schemas import (
     BatchRequest,
     BatchResponse,
@@ -126,7 +126,7 @@ def build_openapi(version: str) -> dict[str, Any]:
                     errors=("400", "401", "403", "404", "409", "415", "422"),
                 )
             },
-            "/health": {"get": _operation("The process is alive", Readiness, role=None, errors=())},
+            "/health": {"get": _operation("The process is alive", Health, role=None, errors=())},
             "/ready": {
                 "get": _operation(
                     "Every vertical has a verified model loaded",

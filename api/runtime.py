@@ -42,14 +42,16 @@ POLL_SECONDS = 0.05
 log = logging.getLogger("ml_service.runtime")
 
 
-def _freeze_heap() -> None:
+def _freeze_heap(collect: bool) -> None:
     """Move everything alive now out of the cyclic collector's sight.
 
     Loaded models are long-lived (tables, encoders, manifests); letting every full
     collection walk them costs milliseconds at the tail of request latency. Frozen
-    objects are still freed by reference counting when a reload drops them.
+    objects are still freed by reference counting when a reload drops them. A full
+    collection first is only done before serving: on a reload it would stall the loop.
     """
-    gc.collect()
+    if collect:
+        gc.collect()
     gc.freeze()
 
 
@@ -113,14 +115,14 @@ class ModelRuntime:
                 problems[vertical] = str(exc)
         return loaded, problems
 
-    def _install(self, models: dict[str, LoadedModel]) -> None:
+    def _install(self, models: dict[str, LoadedModel], serving: bool = True) -> None:
         for model in models.values():
             previous = self.scorer.install(model)
             self._publish_model_metrics(model, previous)
             if previous is not None and previous is not model:
                 previous.close()
         if models:
-            _freeze_heap()
+            _freeze_heap(collect=not serving)
 
     def _publish_model_metrics(self, model: LoadedModel, previous: LoadedModel | None) -> None:
         env = self.environment
@@ -135,7 +137,7 @@ class ModelRuntime:
         """Load every vertical's active version (at worker start, before serving)."""
         generation = self.state.generation()
         loaded, problems = self._load_pointed()
-        self._install(loaded)
+        self._install(loaded, serving=False)
         self.problems = problems
         for vertical, problem in problems.items():
             log.error("model not loaded", extra={"vertical": vertical, "reason": problem})
@@ -217,7 +219,12 @@ class ModelRuntime:
                     if vertical not in self.config.verticals:
                         raise UnknownVertical(vertical, list(self.config.verticals))
                 loaded = await asyncio.to_thread(self._load_requested, versions)
-                await asyncio.to_thread(self._activate, versions)
+                try:
+                    await asyncio.to_thread(self._activate, versions)
+                except BaseException:
+                    for model in loaded.values():
+                        model.close()
+                    raise
             else:
                 loaded, problems = await asyncio.to_thread(self._load_pointed)
                 if problems:

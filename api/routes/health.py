@@ -11,7 +11,15 @@ from api.schemas import ENCODER
 from api.service import Service
 
 _JSON = "application/json"
-_HEALTHY = msgspec.json.encode({"status": "ok"})
+
+
+class Health(msgspec.Struct):
+    """The process answers."""
+
+    status: str
+
+
+_HEALTHY = msgspec.json.encode(Health("ok"))
 
 
 class Readiness(msgspec.Struct):

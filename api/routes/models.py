@@ -98,11 +98,12 @@ def _model_states(service: Service) -> list[ModelState]:
     states = []
     for vertical in runtime.config.verticals:
         model = installed.get(vertical)
+        problem = runtime.problems.get(vertical)
         try:
             active = pointer.read_current(runtime.model_root, vertical)
-        except Exception as exc:
+        except Exception as exc:  # a corrupt pointer is reported here, not fatal
             active = None
-            runtime.problems.setdefault(vertical, str(exc))
+            problem = problem or str(exc)
         metrics = None
         if model is not None:
             m = model.manifest.metrics
@@ -120,7 +121,7 @@ def _model_states(service: Service) -> list[ModelState]:
                 available_versions=layout.list_versions(runtime.model_root, vertical),
                 metrics=metrics,
                 trained_at=model.manifest.created_at if model else None,
-                problem=runtime.problems.get(vertical),
+                problem=problem,
             )
         )
     return states

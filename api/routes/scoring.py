@@ -96,15 +96,17 @@ def handlers(service: Service) -> dict[str, Handler]:
         body = error_body(error.type, error.message, error.field)
         await _send_json(send, error.status, body, _BEARER if error.status == 401 else None)
 
+    async def authorized_body(scope: Scope, receive: Receive) -> bytes:
+        """Authenticate a scorer, then return the checked JSON body."""
+        authorization, content_type, content_length = _request_headers(scope)
+        authenticate(authorization, "scorer")
+        return await read_body(receive, content_type, content_length, limit)
+
     async def score(scope: Scope, receive: Receive, send: Send) -> None:
         started = clock()
         vertical = "unknown"
         try:
-            authorization, content_type, content_length = _request_headers(scope)
-            authenticate(authorization, "scorer")
-            body = SCORE_DECODER.decode(
-                await read_body(receive, content_type, content_length, limit)
-            )
+            body = SCORE_DECODER.decode(await authorized_body(scope, receive))
             if body.vertical in latency:
                 vertical = body.vertical
             result = scorer.score(body.vertical, body.lead_data, explain=body.explain)
@@ -120,11 +122,7 @@ def handlers(service: Service) -> dict[str, Handler]:
         started = clock()
         vertical = "unknown"
         try:
-            authorization, content_type, content_length = _request_headers(scope)
-            authenticate(authorization, "scorer")
-            body = BATCH_DECODER.decode(
-                await read_body(receive, content_type, content_length, limit)
-            )
+            body = BATCH_DECODER.decode(await authorized_body(scope, receive))
             if body.vertical in latency:
                 vertical = body.vertical
             if len(body.leads) > max_batch:

@@ -1,4 +1,4 @@
-"""The pure parts of bench/bench_http.py: wrk output, units, goals, helpers. No servers."""
+"""The pure parts of the HTTP benchmark (bench/bench_http.py and bench/httpbench/)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,27 @@ from pathlib import Path
 
 import bench_http
 import pytest
-from bench_http import (
-    AppRun,
-    Goal,
+from httpbench.common import BASELINES, WRK_SCRIPT
+from httpbench.goals import Goal, evaluate_goals
+from httpbench.load import build_request
+from httpbench.parsing import (
     LoadResult,
-    Memory,
-    evaluate_goals,
     parse_response_head,
-    parse_vmrss_kib,
     parse_wrk,
     parse_wrk_time,
     percentile,
 )
+from httpbench.procfs import (
+    CpuSample,
+    Memory,
+    other_cpu_share,
+    parse_pid_cpu_ticks,
+    parse_proc_stat_cpu,
+    parse_vmrss_kib,
+)
+from httpbench.report import table_row
+from httpbench.runs import AppRun, pick_median
+from httpbench.servers import free_port
 
 from .wrk_samples import MICROSECONDS, MILLISECONDS, NON_2XX, SECONDS, TIMEOUTS
 
@@ -141,13 +150,13 @@ def test_parse_response_head():
 
 
 def test_request_bytes_carry_body_and_headers():
-    request = bench_http.build_request(8000, "/api/v1/score", b'{"a":1}', "Bearer t")
+    request = build_request(8000, "/api/v1/score", b'{"a":1}', "Bearer t")
     head, _, body = request.partition(b"\r\n\r\n")
     assert body == b'{"a":1}'
     assert head.startswith(b"POST /api/v1/score HTTP/1.1\r\n")
     assert b"\r\nContent-Length: 7" in head
     assert b"\r\nAuthorization: Bearer t" in head
-    assert b"Authorization" not in bench_http.build_request(8000, "/", b"", "")
+    assert b"Authorization" not in build_request(8000, "/", b"", "")
 
 
 def test_vmrss_parsing_of_a_real_status_file():
@@ -160,33 +169,33 @@ def test_vmrss_parsing_of_a_real_status_file():
 def test_proc_stat_cpu_line():
     stat = "cpu  100 5 50 1000 20 3 2 10 0 0\ncpu0 50 2 25 500 10 1 1 5 0 0\n"
     # busy: user nice system irq softirq steal; idle and iowait are not busy.
-    assert bench_http.parse_proc_stat_cpu(stat) == (170, 1190)
-    busy, total = bench_http.parse_proc_stat_cpu(Path("/proc/stat").read_text())
+    assert parse_proc_stat_cpu(stat) == (170, 1190)
+    busy, total = parse_proc_stat_cpu(Path("/proc/stat").read_text())
     assert 0 < busy < total
 
 
 def test_pid_cpu_ticks_of_a_real_stat_file():
-    assert bench_http.parse_pid_cpu_ticks(Path("/proc/self/stat").read_text()) >= 0
+    assert parse_pid_cpu_ticks(Path("/proc/self/stat").read_text()) >= 0
     # A command with spaces and parentheses does not shift the fields.
     stat = "42 (gunicorn: worker (x)) S 1 42 42 0 -1 4194560 9 0 0 0 70 30 0 0 20 0 3 0"
-    assert bench_http.parse_pid_cpu_ticks(stat) == 100
-    assert bench_http.parse_pid_cpu_ticks("") == 0
+    assert parse_pid_cpu_ticks(stat) == 100
+    assert parse_pid_cpu_ticks("") == 0
 
 
 def test_other_cpu_share():
-    before = bench_http.CpuSample(busy=100.0, total=1000.0, ours=50.0)
+    before = CpuSample(busy=100.0, total=1000.0, ours=50.0)
     # 20 s of 2 cores elapsed = 40 s total; 30 s busy of which 27 s ours: 3 s others.
-    after = bench_http.CpuSample(busy=130.0, total=1040.0, ours=77.0)
-    assert bench_http.other_cpu_share(before, after) == pytest.approx(3 / 40)
+    after = CpuSample(busy=130.0, total=1040.0, ours=77.0)
+    assert other_cpu_share(before, after) == pytest.approx(3 / 40)
     # Accounting noise never goes below zero or above one.
-    assert bench_http.other_cpu_share(before, bench_http.CpuSample(130.0, 1040.0, 90.0)) == 0.0
-    assert math.isnan(bench_http.other_cpu_share(before, before))
+    assert other_cpu_share(before, CpuSample(130.0, 1040.0, 90.0)) == 0.0
+    assert math.isnan(other_cpu_share(before, before))
 
 
 def test_table_row_shows_other_cpu():
-    row = bench_http.table_row("app", result(12000.0, p99_ms=4.5))
+    row = table_row("app", result(12000.0, p99_ms=4.5))
     assert row.split()[-1] == "?"
-    row = bench_http.table_row("app", dataclasses.replace(result(12000.0), other_cpu=0.123))
+    row = table_row("app", dataclasses.replace(result(12000.0), other_cpu=0.123))
     assert row.split()[1:] == ["12000", "0.50", "1.00", "0", "0", "12%"]
 
 
@@ -248,7 +257,7 @@ def test_goal_lines():
 
 
 def test_free_port_is_bindable_on_loopback():
-    port = bench_http.free_port()
+    port = free_port()
     assert 1024 <= port <= 65535
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", port))
@@ -257,8 +266,8 @@ def test_free_port_is_bindable_on_loopback():
 def test_median_round_is_picked_by_throughput():
     memory = Memory(1, (2,))
     runs = [AppRun(result(rps), memory) for rps in (900.0, 1100.0, 1000.0)]
-    assert bench_http.pick_median(runs).result.rps == 1000.0
-    assert bench_http.pick_median(runs[:2]).result.rps == 900.0
+    assert pick_median(runs).result.rps == 1000.0
+    assert pick_median(runs[:2]).result.rps == 900.0
 
 
 def test_memory_line_in_mebibytes():
@@ -284,7 +293,7 @@ def test_command_line_defaults_and_options():
 
 
 def test_the_wrk_script_and_baselines_exist():
-    assert bench_http.WRK_SCRIPT.is_file()
-    assert "WRK_BODY_FILE" in bench_http.WRK_SCRIPT.read_text()
-    assert (bench_http.BASELINES / "ceiling_app.py").is_file()
-    assert (bench_http.BASELINES / "seed_app.py").is_file()
+    assert WRK_SCRIPT.is_file()
+    assert "WRK_BODY_FILE" in WRK_SCRIPT.read_text()
+    assert (BASELINES / "ceiling_app.py").is_file()
+    assert (BASELINES / "seed_app.py").is_file()

@@ -1,0 +1,1 @@
+"""The HTTP benchmark's parts; ``bench/bench_http.py`` is the entry point."""

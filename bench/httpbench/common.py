@@ -1,0 +1,35 @@
+"""What the HTTP benchmark's modules share: paths, addresses, versions, app names.
+
+Also the progress output on standard error, used by setup, load and measuring alike.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parents[1]
+ROOT = BENCH_DIR.parent
+BASELINES = BENCH_DIR / "baselines"
+WRK_SCRIPT = BENCH_DIR / "wrk" / "post_json.lua"
+LEAD_FILE = ROOT / "examples" / "leads" / "auto.json"
+DEFAULT_CONFIG = ROOT / "config" / "models.yaml"
+HOST = "127.0.0.1"
+SCORE_PATH = "/api/v1/score"
+RELOAD_PATH = "/api/v1/models/reload"
+VERTICALS = ("auto", "home", "health", "life")
+RELOAD_VERSIONS = ("1.0.0", "1.1.0")
+SERVED_VERSION = "1.1.0"
+RELOAD_INTERVAL_S = 0.5
+
+APP_KEYS = ("ceiling", "seed", "ours")
+APP_LABELS = {
+    "ceiling": "ceiling: Starlette, fixed body",
+    "seed": "seed: FastAPI+pandas+Booster",
+    "ours": "ours: ml-service serve",
+}
+
+
+def progress(message: str) -> None:
+    """Print a progress message to standard error."""
+    print(message, file=sys.stderr, flush=True)
