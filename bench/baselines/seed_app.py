@@ -1,3 +1,6 @@
+# mypy: disable-error-code="misc,untyped-decorator"
+# (FastAPI and pydantic come with the `bench` extra; where they are not installed, as in
+# CI, their types are Any and their decorators untyped. The service never imports this.)
 """The seed-style scoring service: what a typical first version looks like, for ``bench_http.py``.
 
 FastAPI with a pydantic request model, a one-row pandas DataFrame built from the lead,
