@@ -73,6 +73,7 @@ run: models var/keys/jwt/jwt-signing.key
 	exec $(BIN)/ml-service serve
 
 bench: models
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_http.py
 
