@@ -22,6 +22,9 @@ def client(service):
 
 def test_health_and_ready(client):
     assert client.request("GET", "/health").json == {"status": "ok"}
+    head = client.request("HEAD", "/health")  # a head with no body: still answered
+    assert head.status == 200 and head.raw == b""
+    assert client.request("GET", "/health").json == {"status": "ok"}  # same connection
     ready = client.request("GET", "/ready")
     assert ready.status == 200 and ready.json["status"] == "ready"
     assert set(ready.json["versions"]) == {"auto", "home", "health", "life"}
