@@ -72,7 +72,6 @@ def build_service(settings: ServiceSettings) -> Service:
 def create_app(settings: ServiceSettings | None = None) -> ScoringFastPath:
     """Build the worker's application; models load at lifespan startup."""
     settings = settings or load_settings()
-    holder: dict[str, Service] = {}
     fast_path: ScoringFastPath
     openapi = msgspec.json.encode(build_openapi(engine.__version__))
 
@@ -82,7 +81,6 @@ def create_app(settings: ServiceSettings | None = None) -> ScoringFastPath:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service = build_service(settings)
-        holder["service"] = service
         scoring_handlers = scoring.handlers(service)
         app.router.routes.extend(
             (*scoring.routes(scoring_handlers), *models.routes(service), *health.routes(service))

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from api.settings import DEFAULT_JWT_DIR, JWT_KEY_NAME
 from engine.cli.main import build_parser as build_engine_parser
 from engine.cli.main import main as engine_main
 from engine.errors import EngineError
 
 GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
-JWT_KEY_NAME = "jwt-signing.key"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     auth_sub = auth.add_subparsers(dest="auth_command", required=True, metavar="ACTION")
     keygen = auth_sub.add_parser("keygen", help="create the Ed25519 token-signing key pair")
     keygen.add_argument(
-        "--dir", default="var/keys/jwt", help="key directory (default var/keys/jwt)"
+        "--dir", default=str(DEFAULT_JWT_DIR), help=f"key directory (default {DEFAULT_JWT_DIR})"
     )
     keygen.set_defaults(handler=keygen_command)
     token = auth_sub.add_parser("token", help="print a signed API token")
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", default="cli", help="the token's sub claim (default cli)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.add_argument(
-        "--key", help=f"signing key (default $JWT_SIGNING_KEY or var/keys/jwt/{JWT_KEY_NAME})"
+        "--key", help=f"signing key (default $JWT_SIGNING_KEY or {DEFAULT_JWT_DIR / JWT_KEY_NAME})"
     )
     token.set_defaults(handler=token_command)
     return parser
@@ -87,7 +87,7 @@ def token_command(args: argparse.Namespace) -> int:
     from api.auth import issue_token
     from engine.store.signing import SigningKey
 
-    key_path = Path(args.key or os.environ.get("JWT_SIGNING_KEY") or f"var/keys/jwt/{JWT_KEY_NAME}")
+    key_path = Path(args.key or os.environ.get("JWT_SIGNING_KEY") or DEFAULT_JWT_DIR / JWT_KEY_NAME)
     try:
         token = issue_token(
             SigningKey.load(key_path),

@@ -94,7 +94,7 @@ class ModelRuntime:
 
     def _load(self, vertical: str, version: str) -> LoadedModel:
         path = layout.version_dir(self.model_root, vertical, version)
-        return load_model(path, self.keyring, self.config.threshold(vertical))
+        return load_model(path, self.keyring)
 
     def _load_pointed(self) -> tuple[dict[str, LoadedModel], dict[str, str]]:
         """Load every vertical whose ``CURRENT`` differs from what is installed."""

@@ -35,10 +35,6 @@ class Service:
         self.auth = auth
         self.verticals = frozenset(runtime.config.verticals)
 
-    def label(self, vertical: object) -> str:
-        """A bounded ``vertical`` label value for metrics."""
-        return metrics.vertical_label(vertical, self.verticals)
-
     def reject(self, exc: Exception, vertical: str = "unknown") -> ApiError:
         """Map ``exc`` to its error, count it by type, and log one line.
 

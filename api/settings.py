@@ -30,9 +30,11 @@ from pathlib import Path
 
 import msgspec
 
-from engine.settings import DEFAULT_CONFIG
+from engine.settings import DEFAULT_CONFIG, DEFAULT_TRUSTED_KEYS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_JWT_DIR = Path("var/keys/jwt")
+JWT_KEY_NAME = "jwt-signing.key"
 
 
 class SettingsError(ValueError):
@@ -109,8 +111,8 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
     return ServiceSettings(
         config_path=Path(environ.get("CONFIG_PATH") or DEFAULT_CONFIG),
         model_path=Path(model_path) if model_path else None,
-        trusted_keys=Path(environ.get("MODEL_TRUSTED_KEYS") or "var/keys/trusted"),
-        jwt_public_keys=Path(environ.get("JWT_PUBLIC_KEYS") or "var/keys/jwt/trusted"),
+        trusted_keys=Path(environ.get("MODEL_TRUSTED_KEYS") or DEFAULT_TRUSTED_KEYS),
+        jwt_public_keys=Path(environ.get("JWT_PUBLIC_KEYS") or DEFAULT_JWT_DIR / "trusted"),
         jwt_issuer=environ.get("JWT_ISSUER") or "ml-service",
         jwt_audience=environ.get("JWT_AUDIENCE") or "ml-service",
         bind=environ.get("BIND") or "0.0.0.0:8000",

@@ -57,7 +57,7 @@ def build_model(workdir: Path, rows: int) -> tuple[LoadedModel, list[dict[str, A
         workdir / "models",
         SigningKey.load(workdir / "keys" / "model-signing.key"),
     )
-    model = load_model(report.path, Keyring.load(workdir / "keys" / "trusted"), 0.65)
+    model = load_model(report.path, Keyring.load(workdir / "keys" / "trusted"))
     return model, report.holdout_leads
 
 

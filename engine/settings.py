@@ -21,6 +21,8 @@ import msgspec
 from engine.config import ModelConfig, load_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "models.yaml"
+DEFAULT_SIGNING_KEY = Path("var/keys/model-signing.key")
+DEFAULT_TRUSTED_KEYS = Path("var/keys/trusted")
 
 
 class EnginePaths(msgspec.Struct, frozen=True):
@@ -60,8 +62,8 @@ def resolve_paths(
         EnginePaths(
             config_path=cfg_path,
             model_path=models,
-            signing_key=Path(environ.get("MODEL_SIGNING_KEY") or "var/keys/model-signing.key"),
-            trusted_keys=Path(environ.get("MODEL_TRUSTED_KEYS") or "var/keys/trusted"),
+            signing_key=Path(environ.get("MODEL_SIGNING_KEY") or DEFAULT_SIGNING_KEY),
+            trusted_keys=Path(environ.get("MODEL_TRUSTED_KEYS") or DEFAULT_TRUSTED_KEYS),
         ),
         loaded,
     )

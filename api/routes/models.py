@@ -47,7 +47,7 @@ def routes(service: Service) -> list[Route]:
     async def reload(request: Request) -> Response:
         try:
             authenticate(request.headers.get("authorization"), "admin")
-            raw = await read_json_body(request, limit) if await _has_body(request) else b""
+            raw = await read_json_body(request, limit) if _has_body(request) else b""
             versions = RELOAD_DECODER.decode(raw).versions if raw.strip() else None
             for vertical, version in (versions or {}).items():
                 if not layout.is_version(version):
@@ -87,7 +87,7 @@ def routes(service: Service) -> list[Route]:
     ]
 
 
-async def _has_body(request: Request) -> bool:
+def _has_body(request: Request) -> bool:
     length = request.headers.get("content-length")
     return length != "0" and (length is not None or "transfer-encoding" in request.headers)
 
@@ -111,7 +111,7 @@ def _model_states(service: Service) -> list[ModelState]:
                 "auc": m.auc,
                 "precision": m.precision,
                 "recall": m.recall,
-                "threshold": model.threshold,
+                "threshold": runtime.scorer.threshold(vertical),
             }
         states.append(
             ModelState(

@@ -90,6 +90,7 @@ def handlers(service: Service) -> dict[str, Handler]:
     service.runtime.tick_hooks.extend(b.flush for b in latency.values())
     service.runtime.tick_hooks.extend(b.flush for b in scored.values())
     clock = time.perf_counter
+    known = service.verticals
 
     async def fail(send: Send, exc: Exception, vertical: str) -> None:
         error = service.reject(exc, vertical)
@@ -107,8 +108,7 @@ def handlers(service: Service) -> dict[str, Handler]:
         vertical = "unknown"
         try:
             body = SCORE_DECODER.decode(await authorized_body(scope, receive))
-            if body.vertical in latency:
-                vertical = body.vertical
+            vertical = metrics.vertical_label(body.vertical, known)
             result = scorer.score(body.vertical, body.lead_data, explain=body.explain)
             payload = ENCODER.encode(_response(result, vertical, body.lead_id))
         except Exception as exc:  # every failure is answered and counted
@@ -123,8 +123,7 @@ def handlers(service: Service) -> dict[str, Handler]:
         vertical = "unknown"
         try:
             body = BATCH_DECODER.decode(await authorized_body(scope, receive))
-            if body.vertical in latency:
-                vertical = body.vertical
+            vertical = metrics.vertical_label(body.vertical, known)
             if len(body.leads) > max_batch:
                 raise ApiError(
                     413,

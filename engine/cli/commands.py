@@ -10,7 +10,8 @@ from typing import Any
 
 import msgspec
 
-from engine.errors import EngineError, LeadError, StoreError
+from engine.config import ModelConfig
+from engine.errors import EngineError, LeadError, StoreError, UnknownVertical
 from engine.settings import EnginePaths, resolve_paths
 from engine.store import layout, pointer
 from engine.store.signing import Keyring, SigningKey, generate_keypair
@@ -19,7 +20,7 @@ from engine.store.verify import describe, verify_version
 _PRETTY = msgspec.json.Encoder()
 
 
-def _paths(args: argparse.Namespace) -> tuple[EnginePaths, Any]:
+def _paths(args: argparse.Namespace) -> tuple[EnginePaths, ModelConfig]:
     return resolve_paths(config_path=args.config, model_path=args.model_path)
 
 
@@ -182,8 +183,6 @@ def score(args: argparse.Namespace) -> int:
     lead = _read_lead(args.lead_json)
     now = _parse_time(args.at) if args.at else None
     if args.vertical not in config.verticals:
-        from engine.errors import UnknownVertical
-
         raise UnknownVertical(args.vertical, list(config.verticals))
     version = pointer.read_current(paths.model_path, args.vertical)
     if version is None:
@@ -196,7 +195,6 @@ def score(args: argparse.Namespace) -> int:
         load_model(
             layout.version_dir(paths.model_path, args.vertical, version),
             Keyring.load(paths.trusted_keys),
-            config.threshold(args.vertical),
         )
     )
     try:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from engine.cli import commands
 from engine.errors import EngineError
+from engine.settings import DEFAULT_SIGNING_KEY
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="manage the model signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     generate = keys_sub.add_parser("generate", help="create an Ed25519 signing key pair")
-    generate.add_argument("--dir", default="var/keys", help="key directory (default var/keys)")
+    generate.add_argument(
+        "--dir",
+        default=str(DEFAULT_SIGNING_KEY.parent),
+        help=f"key directory (default {DEFAULT_SIGNING_KEY.parent})",
+    )
     generate.set_defaults(handler=commands.keys_generate)
 
     models = sub.add_parser("models", help="list, verify, activate and roll back versions")

@@ -36,8 +36,9 @@ class LoadedModel:
         encoder: Validates and encodes leads for it.
         predictor: The LightGBM C API predictor.
         reliability: Score band -> reliability lookup.
-        threshold: The acceptance threshold in force.
-        top_k: How many reasons to return when asked.
+
+    The acceptance threshold and the number of reasons are serving policy, taken from
+    the configuration by ``Scorer``, not properties of the artifact.
     """
 
     __slots__ = (
@@ -46,8 +47,6 @@ class LoadedModel:
         "manifest",
         "predictor",
         "reliability",
-        "threshold",
-        "top_k",
         "version",
         "vertical",
     )
@@ -57,8 +56,6 @@ class LoadedModel:
         manifest: Manifest,
         encoder: LeadEncoder,
         predictor: LightGBMPredictor,
-        threshold: float,
-        top_k: int = 3,
     ) -> None:
         self.vertical = manifest.vertical
         self.version = manifest.version
@@ -66,14 +63,10 @@ class LoadedModel:
         self.encoder = encoder
         self.predictor = predictor
         self.reliability = ReliabilityTable(manifest.reliability)
-        self.threshold = threshold
-        self.top_k = top_k
         self.feature_names = tuple(s.name for s in encoder.specs)
 
     @classmethod
-    def from_verified(
-        cls, verified: VerifiedVersion, threshold: float, top_k: int = 3
-    ) -> LoadedModel:
+    def from_verified(cls, verified: VerifiedVersion) -> LoadedModel:
         """Build a servable model from a verified version.
 
         Raises:
@@ -105,18 +98,18 @@ class LoadedModel:
                 f"{MODEL_FILE} has {predictor.num_features} features, the manifest {len(specs)}",
             )
         encoder = LeadEncoder(specs, tables, manifest.importance)
-        return cls(manifest, encoder, predictor, threshold, top_k)
+        return cls(manifest, encoder, predictor)
 
-    def reasons(self, row: np.ndarray) -> list[Reason]:
+    def reasons(self, row: np.ndarray, top_k: int) -> list[Reason]:
         """Return the ``top_k`` strongest feature contributions for one encoded row."""
         contributions = self.predictor.contributions(row.reshape(1, -1))[0, :-1]
-        return self.reasons_from(contributions)
+        return self.reasons_from(contributions, top_k)
 
-    def reasons_from(self, contributions: np.ndarray) -> list[Reason]:
+    def reasons_from(self, contributions: np.ndarray, top_k: int) -> list[Reason]:
         """Pick the ``top_k`` strongest non-zero contributions (ties by feature order)."""
         order = sorted(range(len(contributions)), key=lambda i: (-abs(float(contributions[i])), i))
         reasons = []
-        for i in order[: self.top_k]:
+        for i in order[:top_k]:
             value = float(contributions[i])
             if value == 0.0:
                 break
@@ -130,10 +123,10 @@ class LoadedModel:
         self.predictor.close()
 
 
-def load_model(path: Path, keyring: Keyring, threshold: float, top_k: int = 3) -> LoadedModel:
+def load_model(path: Path, keyring: Keyring) -> LoadedModel:
     """Verify the version directory ``path`` and load it for serving.
 
     Raises:
         ArtifactRejected: A check failed; the message says which.
     """
-    return LoadedModel.from_verified(verify_version(path, keyring), threshold, top_k)
+    return LoadedModel.from_verified(verify_version(path, keyring))

@@ -31,12 +31,15 @@ Clock = Callable[[], float]
 class _Lane:
     """Everything a vertical's requests need, found with one dictionary lookup."""
 
-    __slots__ = ("currency", "model", "pricer", "tracks_demand")
+    __slots__ = ("currency", "model", "pricer", "threshold", "top_k", "tracks_demand")
 
-    def __init__(self, pricer: Pricer, currency: str, tracks_demand: bool) -> None:
-        self.pricer = pricer
-        self.currency = currency
-        self.tracks_demand = tracks_demand
+    def __init__(self, config: ModelConfig, vertical: str) -> None:
+        settings = config.verticals[vertical]
+        self.pricer = Pricer(settings.pricing)
+        self.currency = settings.pricing.currency
+        self.tracks_demand = settings.pricing.demand is not None
+        self.threshold = config.threshold(vertical)
+        self.top_k = settings.explain_top_k
         self.model: LoadedModel | None = None
 
 
@@ -65,10 +68,7 @@ class Scorer:
             if v.pricing.demand is not None
         }
         self._demand: DemandTracker = demand or SlidingWindowDemand(300, windows)
-        self._lanes = {
-            name: _Lane(Pricer(v.pricing), v.pricing.currency, name in windows)
-            for name, v in config.verticals.items()
-        }
+        self._lanes = {name: _Lane(config, name) for name in config.verticals}
 
     @property
     def models(self) -> Mapping[str, LoadedModel]:
@@ -83,11 +83,13 @@ class Scorer:
         """
         if model.vertical not in self.config.verticals:
             raise UnknownVertical(model.vertical, list(self.config.verticals))
-        model.threshold = self.config.threshold(model.vertical)
-        model.top_k = self.config.verticals[model.vertical].explain_top_k
         lane = self._lanes[model.vertical]
         previous, lane.model = lane.model, model
         return previous
+
+    def threshold(self, vertical: str) -> float:
+        """The acceptance threshold of ``vertical`` (from the configuration)."""
+        return self._lanes[vertical].threshold
 
     def model(self, vertical: str) -> LoadedModel:
         """Return the installed model of ``vertical``.
@@ -136,7 +138,11 @@ class Scorer:
         predictor = model.predictor
         completeness = model.encoder.encode_into(lead, predictor.row)
         score = predictor.predict_row()
-        reasons = model.reasons(np.ctypeslib.as_array(predictor.row).copy()) if explain else None
+        reasons = (
+            model.reasons(np.ctypeslib.as_array(predictor.row).copy(), lane.top_k)
+            if explain
+            else None
+        )
         if now is None:
             now = self._clock()
         rate = self._demand.record(vertical, now) if lane.tracks_demand else 0.0
@@ -147,7 +153,7 @@ class Scorer:
             price=price,
             market_factors=factors,
             model_version=model.version,
-            accepted=score >= model.threshold,
+            accepted=score >= lane.threshold,
             currency=lane.currency,
             reasons=reasons,
         )
@@ -193,6 +199,7 @@ class Scorer:
         if now is None:
             now = self._clock()
         pricer, tracks, currency = lane.pricer, lane.tracks_demand, lane.currency
+        threshold, top_k = lane.threshold, lane.top_k
         for k, position in enumerate(valid):
             score = scores[k]
             rate = self._demand.record(vertical, now) if tracks else 0.0
@@ -203,10 +210,12 @@ class Scorer:
                 price=price,
                 market_factors=factors,
                 model_version=model.version,
-                accepted=score >= model.threshold,
+                accepted=score >= threshold,
                 currency=currency,
                 reasons=(
-                    model.reasons_from(contributions[k, :-1]) if contributions is not None else None
+                    model.reasons_from(contributions[k, :-1], top_k)
+                    if contributions is not None
+                    else None
                 ),
             )
         return [r for r in results if r is not None]

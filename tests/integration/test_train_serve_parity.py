@@ -13,7 +13,7 @@ from engine.store.layout import version_dir
 def test_every_holdout_row_scores_identically(vertical, trained, demo_config, model_root, keyring):
     report = trained(vertical)
     scorer = Scorer(demo_config, clock=lambda: 1_700_000_000.0)
-    scorer.install(load_model(version_dir(model_root, vertical, "1.0.0"), keyring, 0.5))
+    scorer.install(load_model(version_dir(model_root, vertical, "1.0.0"), keyring))
     single = [scorer.score(vertical, lead).score for lead in report.holdout_leads]
     assert single == report.holdout_scores.tolist()  # exact, not approximate
     batch = scorer.score_batch(vertical, report.holdout_leads)

@@ -16,7 +16,7 @@ NOW = 1_764_000_000.0  # fixed clock: prices are reproducible
 @pytest.fixture(scope="module")
 def auto(trained, model_root, keyring):
     report = trained("auto")
-    model = load_model(version_dir(model_root, "auto", "1.0.0"), keyring, 0.65)
+    model = load_model(version_dir(model_root, "auto", "1.0.0"), keyring)
     return report, model
 
 
@@ -134,6 +134,6 @@ def test_empty_batch(scorer):
 def test_install_swaps_and_reports_version(demo_config, auto, trained, model_root, keyring):
     scorer = Scorer(demo_config)
     assert scorer.install(auto[1]) is None
-    again = load_model(version_dir(model_root, "auto", "1.0.0"), keyring, 0.1)
+    again = load_model(version_dir(model_root, "auto", "1.0.0"), keyring)
     assert scorer.install(again) is auto[1]
-    assert scorer.models["auto"] is again and again.threshold == 0.65
+    assert scorer.models["auto"] is again and scorer.threshold("auto") == 0.65
