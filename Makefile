@@ -10,13 +10,14 @@ export OMP_NUM_THREADS ?= 1
 DEMO_ROWS ?= 20000
 VERTICALS := auto home health life
 
-.PHONY: install lint format typecheck test test-fast bench models run clean help
+.PHONY: install lint format typecheck test test-fast bench models run clean help fuzz
 
 help:
 	@echo "make run       install, create demo keys and models if absent, start the service on :8000"
 	@echo "make test      install, lint, type-check and run every test (coverage >= 80%)"
 	@echo "make models    generate demo keys and train the four demo models into var/"
 	@echo "make bench     run the engine and HTTP benchmarks (bench/)"
+	@echo "make fuzz      fuzz the scoring request path for FUZZ_SECONDS (default 600), growing tests/fuzz/corpus"
 	@echo "make format    apply ruff formatting"
 
 $(STAMP): pyproject.toml
@@ -71,6 +72,24 @@ run: models var/keys/jwt/jwt-signing.key
 	echo && echo "Reload models: curl -s -X POST http://localhost:8000/api/v1/models/reload -H 'Authorization: Bearer $$admin'" && \
 	echo "Metrics: curl -s http://localhost:9090/metrics    API description: http://localhost:8000/docs/api" && echo
 	exec $(BIN)/ml-service serve
+
+# Coverage-guided fuzzing of the scoring request path (tests/fuzz/, atheris): half of
+# FUZZ_SECONDS per route. Afterwards the inputs that reach new code are merged into
+# tests/fuzz/corpus/<route>/ (commit them: every test run replays the corpus); a crash
+# is written to tests/fuzz/findings/ and stops the run: fix it, move it into the corpus.
+FUZZ_SECONDS ?= 600
+fuzz: install
+	@mkdir -p tests/fuzz/findings
+	@work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && \
+	$(BIN)/python -c "import sys; from pathlib import Path; from tests.fuzz.harness import build_store; build_store(Path(sys.argv[1]))" "$$work/store" && \
+	for route in score batch; do \
+	  fuzz="$(BIN)/python -m tests.fuzz.fuzz_scoring --route=$$route --store=$$work/store" && \
+	  mkdir "$$work/$$route" && \
+	  $$fuzz -max_total_time=$$(( $(FUZZ_SECONDS) / 2 )) -timeout=20 -print_final_stats=1 \
+	    -dict=tests/fuzz/scoring.dict -artifact_prefix=tests/fuzz/findings/$$route- \
+	    "$$work/$$route" tests/fuzz/corpus/$$route || exit 1; \
+	  $$fuzz -merge=1 tests/fuzz/corpus/$$route "$$work/$$route" 2>&1 | grep MERGE-OUTER | tail -1; \
+	done
 
 bench: models
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'

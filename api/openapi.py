@@ -1,4 +1,12 @@
-"""The OpenAPI 3.1 document, generated from the msgspec schemas (served at /docs/api)."""
+"""The OpenAPI 3.1 document, generated from the msgspec schemas (served at /docs/api).
+
+Every status an operation can really answer is listed with the schema of its body, so
+a client (and schemathesis, ``tests/integration/test_schemathesis.py``) can rely on the
+document: every error is an ``ErrorResponse`` (``api.errors`` has the table of types),
+``/ready``'s 503 is a ``Readiness``, and a reload that has not reached every worker
+within its wait is a 202 with a ``ReloadResponse``. 500 is not listed: it is a bug.
+The role each operation needs comes from the access table (``api.access``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from api.access import ROUTE_ROLES
 from api.routes.health import Health, Readiness
 from api.schemas import (
     BatchRequest,
@@ -20,46 +29,86 @@ from api.schemas import (
 )
 
 _ERRORS = {
-    "400": "Body is not JSON (invalid_json)",
+    "400": "Body is not JSON (invalid_json: malformed, not UTF-8, NaN/Infinity, nested too "
+    "deeply), an object repeats a key (duplicate_key), or the client closed the request "
+    "before its body arrived (client_disconnected)",
     "401": "Missing, invalid or expired token (unauthorized)",
     "403": "The token's role may not do this (forbidden)",
-    "404": "Unknown vertical or version",
-    "413": "Body or batch too large (payload_too_large)",
-    "415": "Content-Type is not application/json",
-    "422": "Schema, type or range violation; error.field names it",
+    "404": "Unknown vertical (unknown_vertical); error.field names it",
+    "408": "The body did not arrive within BODY_TIMEOUT_SECONDS (request_timeout)",
+    "409": "A version to activate or roll back to is missing or fails verification "
+    "(reload_failed); nothing changed",
+    "413": "Body over the route's limit, or batch over MAX_BATCH (payload_too_large)",
+    "415": "Content-Type is not application/json (unsupported_media_type)",
+    "422": "Schema, type or range violation (validation_error); error.field names it",
     "503": "No verified model loaded for the vertical (model_unavailable)",
 }
+# Answered before any route code runs: by the access gate (401/403) and by the body
+# reader (408, 413, 415) on every route that takes a body.
+# Request examples (the demo's auto vertical, examples/leads/auto.json): documentation,
+# and the first requests schemathesis sends, so success bodies get checked too.
+_LEAD = {
+    "age": 35,
+    "driving_years": 15,
+    "vehicle_age": 3,
+    "annual_mileage": 12000,
+    "vehicle_make": "Toyota",
+    "vehicle_model": "Camry",
+    "usage_type": "commute",
+    "occupation": "Software Engineer",
+    "location": "Austin, TX 78701",
+}
+_EXAMPLES: dict[type, dict[str, Any]] = {
+    ScoreRequest: {"vertical": "auto", "lead_id": "L-123", "lead_data": _LEAD},
+    BatchRequest: {
+        "vertical": "auto",
+        "leads": [{"lead_id": "a", "lead_data": _LEAD}, {"lead_data": {**_LEAD, "age": 52}}],
+    },
+    ReloadRequest: {"versions": {"auto": "1.0.0"}},
+    RollbackRequest: {"vertical": "auto"},
+}
+_AUTH = ("401", "403")
+_BODY = ("400", "408", "413", "415", "422")
+_SCORING = (*_BODY, *_AUTH, "404", "503")
+_ADMIN = (*_BODY, *_AUTH, "404", "409")
 
 
 def _ref(cls: type) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{cls.__name__}"}
 
 
+def _json(cls: type, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(cls)}}}
+
+
 def _operation(
+    method: str,
+    path: str,
     summary: str,
     response: type,
     request: type | None = None,
-    role: str | None = "scorer",
-    errors: tuple[str, ...] = ("400", "401", "403", "413", "415", "422"),
+    errors: tuple[str, ...] = (),
+    *,
+    body_required: bool = True,
+    extra: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    responses: dict[str, Any] = {
-        "200": {"description": "OK", "content": {"application/json": {"schema": _ref(response)}}}
-    }
-    for code in errors:
-        responses[code] = {
-            "description": _ERRORS.get(code, "Error"),
-            "content": {"application/json": {"schema": _ref(ErrorResponse)}},
-        }
+    responses: dict[str, Any] = {"200": _json(response, "OK"), **(extra or {})}
+    for code in sorted(errors):
+        responses[code] = _json(ErrorResponse, _ERRORS[code])
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if request is not None:
+        media = {"schema": _ref(request), "example": _EXAMPLES[request]}
         operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(request)}},
+            "required": body_required,
+            "content": {"application/json": media},
         }
+    role = ROUTE_ROLES[(method.upper(), path)]
     if role is not None:
         operation["security"] = [{"bearer": []}]
-        operation["description"] = f"Requires a token with role `{role}` (or higher)."
-    return operation
+        operation["description"] = (
+            f"Requires a token granted role `{role}` (role `admin` is granted every role)."
+        )
+    return {method: operation}
 
 
 def build_openapi(version: str) -> dict[str, Any]:
@@ -74,12 +123,13 @@ def build_openapi(version: str) -> dict[str, Any]:
         ReloadResponse,
         ModelsResponse,
         ErrorResponse,
+        Health,
         Readiness,
     )
     _, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
     )
-    score_errors = ("400", "401", "403", "404", "413", "415", "422", "503")
+    pending = {"202": _json(ReloadResponse, "Not every worker switched within 10 s (pending)")}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -88,53 +138,51 @@ def build_openapi(version: str) -> dict[str, Any]:
             "description": "Real-time lead scoring and dynamic pricing.",
         },
         "paths": {
-            "/api/v1/score": {
-                "post": _operation(
-                    "Score one lead", ScoreResponse, ScoreRequest, errors=score_errors
-                )
-            },
-            "/api/v1/score/batch": {
-                "post": _operation(
-                    "Score many leads of one vertical",
-                    BatchResponse,
-                    BatchRequest,
-                    errors=score_errors,
-                )
-            },
-            "/api/v1/models": {
-                "get": _operation(
-                    "Model versions, metrics and load state per vertical",
-                    ModelsResponse,
-                    errors=("401", "403"),
-                )
-            },
-            "/api/v1/models/reload": {
-                "post": _operation(
-                    "Activate versions (or re-read pointers) and switch every worker",
-                    ReloadResponse,
-                    ReloadRequest,
-                    role="admin",
-                    errors=("400", "401", "403", "404", "409", "415", "422"),
-                )
-            },
-            "/api/v1/models/rollback": {
-                "post": _operation(
-                    "Re-activate a vertical's previous version",
-                    ReloadResponse,
-                    RollbackRequest,
-                    role="admin",
-                    errors=("400", "401", "403", "404", "409", "415", "422"),
-                )
-            },
-            "/health": {"get": _operation("The process is alive", Health, role=None, errors=())},
-            "/ready": {
-                "get": _operation(
-                    "Every vertical has a verified model loaded",
-                    Readiness,
-                    role=None,
-                    errors=("503",),
-                )
-            },
+            "/api/v1/score": _operation(
+                "post", "/api/v1/score", "Score one lead", ScoreResponse, ScoreRequest, _SCORING
+            ),
+            "/api/v1/score/batch": _operation(
+                "post",
+                "/api/v1/score/batch",
+                "Score many leads of one vertical",
+                BatchResponse,
+                BatchRequest,
+                _SCORING,
+            ),
+            "/api/v1/models": _operation(
+                "get",
+                "/api/v1/models",
+                "Model versions, metrics and load state per vertical",
+                ModelsResponse,
+                errors=_AUTH,
+            ),
+            "/api/v1/models/reload": _operation(
+                "post",
+                "/api/v1/models/reload",
+                "Activate versions (or, with no body, re-read pointers) and switch every worker",
+                ReloadResponse,
+                ReloadRequest,
+                _ADMIN,
+                body_required=False,
+                extra=pending,
+            ),
+            "/api/v1/models/rollback": _operation(
+                "post",
+                "/api/v1/models/rollback",
+                "Re-activate a vertical's previous version",
+                ReloadResponse,
+                RollbackRequest,
+                _ADMIN,
+                extra=pending,
+            ),
+            "/health": _operation("get", "/health", "The process is alive", Health),
+            "/ready": _operation(
+                "get",
+                "/ready",
+                "Every vertical can be scored (ready or degraded); 503 when one cannot",
+                Readiness,
+                extra={"503": _json(Readiness, "Some vertical has no model (not_ready)")},
+            ),
         },
         "components": {
             "schemas": components,

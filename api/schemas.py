@@ -4,7 +4,8 @@ One decoder per request type is built at import, so decoding and type checking o
 body is one C call. Unknown top-level fields are rejected (a typo such as ``explian``
 would otherwise be silently ignored); ``lead_data`` is an open object whose fields the
 engine validates against the model's features. The OpenAPI document at ``/docs/api`` is
-generated from these types (``api.openapi``).
+generated from these types (``api.openapi``). ``api.decoding`` adds the checks msgspec
+does not make (duplicate keys, ...) to the scoring decoders.
 """
 
 from __future__ import annotations
@@ -15,8 +16,19 @@ import msgspec
 
 from engine.scoring.result import Reason
 
+# Most fields of one lead's ``lead_data``. A lead needs a few dozen; extra keys are
+# ignored, and this bounds what a request can make the scorer walk past.
+MAX_LEAD_FIELDS = 256
+
 LeadId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Vertical = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+LeadData = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        max_length=MAX_LEAD_FIELDS,
+        description="feature name to value (number, string or null); other keys are ignored",
+    ),
+]
 # Checked by the route (so the error can name ``versions.<vertical>``), documented here.
 Version = Annotated[str, msgspec.Meta(description="a semantic version X.Y.Z")]
 
@@ -25,7 +37,7 @@ class ScoreRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Score one lead."""
 
     vertical: Vertical
-    lead_data: dict[str, Any]
+    lead_data: LeadData
     lead_id: LeadId | None = None
     explain: bool = False
 
@@ -33,7 +45,7 @@ class ScoreRequest(msgspec.Struct, forbid_unknown_fields=True):
 class BatchLead(msgspec.Struct, forbid_unknown_fields=True):
     """One lead of a batch."""
 
-    lead_data: dict[str, Any]
+    lead_data: LeadData
     lead_id: LeadId | None = None
 
 

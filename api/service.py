@@ -10,9 +10,12 @@ from starlette.responses import Response
 
 from api import metrics
 from api.auth import Authenticator, AuthError
+from api.deadlines import BODY_DEADLINES, HEAD_DEADLINES
 from api.errors import ApiError, decode_error, error_response
+from api.logging import loggable_field
 from api.runtime import ModelRuntime, ReloadFailed
 from api.settings import ServiceSettings
+from engine.archive.writer import LeadArchive
 from engine.errors import (
     ArtifactRejected,
     LeadError,
@@ -34,6 +37,13 @@ class Service:
         self.runtime = runtime
         self.auth = auth
         self.verticals = frozenset(runtime.config.verticals)
+        # Body reads that may wait and heads still arriving are watched; each watcher
+        # tick ends the overdue ones (408).
+        BODY_DEADLINES.timeout = settings.body_timeout_seconds
+        HEAD_DEADLINES.timeout = settings.header_timeout_seconds
+        runtime.tick_hooks.extend((BODY_DEADLINES.expire, HEAD_DEADLINES.expire))
+        # The opt-in lead archive (api.archive); None, and no work at all, when off.
+        self.archive: LeadArchive | None = None
 
     def reject(self, exc: Exception, vertical: str = "unknown") -> ApiError:
         """Map ``exc`` to its error, count it by type, and log one line.
@@ -49,7 +59,7 @@ class Service:
                 extra={
                     "status": error.status,
                     "error_type": error.type,
-                    "field": error.field,
+                    "field": loggable_field(error.field, error.message),  # never PII
                     "vertical": vertical,
                 },
             )
@@ -70,11 +80,18 @@ class Service:
             case ClientDisconnect():
                 return ApiError(400, "client_disconnected", "the client closed the request")
             case AuthError(status=401):
-                return ApiError(401, "unauthorized", exc.reason)
+                return ApiError(401, "unauthorized", exc.message)
             case AuthError():
-                return ApiError(403, "forbidden", exc.reason)
+                return ApiError(403, "forbidden", exc.message)
             case msgspec.DecodeError():
                 return decode_error(exc)
+            # msgspec raises these two, not DecodeError, for a string that is not UTF-8 and
+            # for nesting past the recursion limit; the scoring routes map them at decode
+            # (api.decoding), every other route's body lands here.
+            case UnicodeDecodeError():
+                return ApiError(400, "invalid_json", "request body is not valid UTF-8")
+            case RecursionError():
+                return ApiError(400, "invalid_json", "request body nests too deeply")
             case LeadError():
                 return ApiError(422, "validation_error", exc.reason, exc.field)
             case UnknownVertical():

@@ -5,7 +5,7 @@
 | ``CONFIG_PATH`` | the repository's ``config/models.yaml`` | model configuration |
 | ``MODEL_PATH`` | the config's ``model_base_path`` | model store root |
 | ``MODEL_TRUSTED_KEYS`` | ``var/keys/trusted`` | public keys that model loading trusts |
-| ``JWT_PUBLIC_KEYS`` | ``var/keys/jwt/trusted`` | Ed25519 keys (``*.pub``) that verify tokens |
+| ``JWT_PUBLIC_KEYS`` | ``var/keys/jwt/trusted`` | the token keyring (``api.token_keys``) |
 | ``JWT_ISSUER`` / ``JWT_AUDIENCE`` | ``ml-service`` | required ``iss`` and ``aud`` claims |
 | ``BIND`` | ``0.0.0.0:8000`` | listen address |
 | ``WORKERS`` | cores available to the process | worker processes, one per core |
@@ -16,8 +16,17 @@
 | ``LOG_LEVEL`` | ``info`` | ``debug``, ``info``, ``warning``, ``error`` |
 | ``MAX_BODY_BYTES`` | ``65536`` | larger request bodies get 413 |
 | ``MAX_BATCH`` | ``500`` | most leads in one batch request |
+| ``MAX_BATCH_BODY_BYTES`` | ``MAX_BATCH`` x 1 KiB, at least | larger batch request bodies get 413 |
+|  | ``MAX_BODY_BYTES`` | (a realistic lead is ~250 bytes) |
+| ``BODY_TIMEOUT_SECONDS`` | ``10`` | a request body still arriving after this gets 408 |
+| ``HEADER_TIMEOUT_SECONDS`` | ``10`` | a request head (or a new connection's first |
+|  |  | request) not complete after this gets 408 and the connection is closed |
 | ``CACHE_CONFIG`` / ``MONITORING_CONFIG`` | unset | reserved for the cache and monitoring |
 |  |  | work; parsed now, used by later releases |
+| ``TLS_CERT_FILE`` / ``TLS_KEY_FILE`` | unset | PEM certificate chain and private key: |
+|  |  | set both to serve TLS 1.3 only (``api.tls``), neither for plain HTTP |
+| ``LEAD_ARCHIVE_DIR`` | unset (off) | keep scored leads there, PII sealed (``engine.archive``) |
+| ``LEAD_ARCHIVE_KEYS`` | ``var/keys/archive`` | the archive's AES-256 keys |
 
 A bad value stops the service at start with a message naming the variable.
 """
@@ -30,9 +39,13 @@ from pathlib import Path
 
 import msgspec
 
+from engine.archive.keys import DEFAULT_KEYS_DIR as DEFAULT_ARCHIVE_KEYS
 from engine.settings import DEFAULT_CONFIG, DEFAULT_TRUSTED_KEYS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# The batch route's body allowance per lead (MAX_BATCH_BODY_BYTES defaults to MAX_BATCH
+# of these): about four realistic leads' worth, so MAX_BATCH real leads always fit.
+BATCH_LEAD_BYTES = 1024
 DEFAULT_JWT_DIR = Path("var/keys/jwt")
 JWT_KEY_NAME = "jwt-signing.key"
 
@@ -61,6 +74,13 @@ class ServiceSettings(msgspec.Struct, frozen=True):
     max_batch: int
     cache_config: str | None
     monitoring_config: str | None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    max_batch_body_bytes: int = 500 * BATCH_LEAD_BYTES
+    body_timeout_seconds: float = 10.0
+    header_timeout_seconds: float = 10.0
+    lead_archive_dir: Path | None = None
+    lead_archive_keys: Path = DEFAULT_ARCHIVE_KEYS
 
     @property
     def reload_state_path(self) -> Path:
@@ -97,6 +117,18 @@ def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r} must be 1/0, true/false, yes/no or on/off")
 
 
+def _tls_files(environ: Mapping[str, str]) -> tuple[Path | None, Path | None]:
+    cert, key = environ.get("TLS_CERT_FILE") or None, environ.get("TLS_KEY_FILE") or None
+    if (cert is None) != (key is None):
+        missing = "TLS_KEY_FILE" if key is None else "TLS_CERT_FILE"
+        given = "TLS_CERT_FILE" if key is None else "TLS_KEY_FILE"
+        raise SettingsError(f"{missing} is not set but {given} is: set both for TLS, or neither")
+    for name, value in (("TLS_CERT_FILE", cert), ("TLS_KEY_FILE", key)):
+        if value is not None and not (Path(value).is_file() and os.access(value, os.R_OK)):
+            raise SettingsError(f"{name}={value!r} is not a readable file")
+    return (Path(cert) if cert else None), (Path(key) if key else None)
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
     """Parse the service settings from ``environ``.
 
@@ -108,6 +140,10 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
         raise SettingsError(f"LOG_LEVEL={level!r} must be one of {', '.join(LOG_LEVELS)}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     model_path = environ.get("MODEL_PATH")
+    tls_cert_file, tls_key_file = _tls_files(environ)
+    max_body_bytes = _int(environ, "MAX_BODY_BYTES", 65536, 256, 64 * 1024 * 1024)
+    max_batch = _int(environ, "MAX_BATCH", 500, 1, 100_000)
+    archive_dir = environ.get("LEAD_ARCHIVE_DIR")
     return ServiceSettings(
         config_path=Path(environ.get("CONFIG_PATH") or DEFAULT_CONFIG),
         model_path=Path(model_path) if model_path else None,
@@ -122,8 +158,21 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
         run_dir=Path(environ.get("RUN_DIR") or "var/run"),
         environment=environ.get("ENVIRONMENT") or "development",
         log_level=level,
-        max_body_bytes=_int(environ, "MAX_BODY_BYTES", 65536, 256, 64 * 1024 * 1024),
-        max_batch=_int(environ, "MAX_BATCH", 500, 1, 100_000),
+        max_body_bytes=max_body_bytes,
+        max_batch=max_batch,
+        max_batch_body_bytes=_int(
+            environ,
+            "MAX_BATCH_BODY_BYTES",
+            max(max_body_bytes, max_batch * BATCH_LEAD_BYTES),
+            256,
+            256 * 1024 * 1024,
+        ),
+        body_timeout_seconds=float(_int(environ, "BODY_TIMEOUT_SECONDS", 10, 1, 3600)),
+        header_timeout_seconds=float(_int(environ, "HEADER_TIMEOUT_SECONDS", 10, 1, 3600)),
         cache_config=environ.get("CACHE_CONFIG") or None,
         monitoring_config=environ.get("MONITORING_CONFIG") or None,
+        tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file,
+        lead_archive_dir=Path(archive_dir) if archive_dir else None,
+        lead_archive_keys=Path(environ.get("LEAD_ARCHIVE_KEYS") or DEFAULT_ARCHIVE_KEYS),
     )

@@ -4,8 +4,9 @@ These two handlers speak ASGI directly (headers read once from the scope, the bo
 ``receive``, the response as two ``send`` messages): Starlette's ``Request``/``Response``
 objects and middleware layers cost more per request than validating, scoring and pricing
 a lead. They are registered as ordinary Starlette routes (so methods, 404/405 and the
-OpenAPI description behave as for every route), and ``ScoringFastPath`` in front of the
-app dispatches POSTs to them without walking the middleware stack.
+OpenAPI description behave as for every route), and ``api.gateway.Gateway`` in front of
+the app authorises the caller (role ``scorer``, from ``api.access``) and dispatches the
+POSTs to them without walking the middleware stack.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import time
 from collections.abc import Awaitable, Callable
 
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from api import metrics
+from api.decoding import decode_batch, decode_score
 from api.errors import ApiError, error_body, read_body
 from api.schemas import (
-    BATCH_DECODER,
     ENCODER,
-    SCORE_DECODER,
     BatchItem,
     BatchResponse,
     ErrorDetail,
@@ -32,7 +32,7 @@ from engine.scoring.result import LeadFailure, ScoreResult
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 _JSON = b"application/json"
-_BEARER = [(b"www-authenticate", b"Bearer")]
+_CLOSE = [(b"connection", b"close")]
 
 
 def _response(result: ScoreResult, vertical: str, lead_id: str | None) -> ScoreResponse:
@@ -50,17 +50,15 @@ def _response(result: ScoreResult, vertical: str, lead_id: str | None) -> ScoreR
     )
 
 
-def _request_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
-    """Return (authorization, content-type, content-length) from the ASGI scope."""
-    authorization = content_type = content_length = None
+def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """Return (content-type, content-length) from the ASGI scope."""
+    content_type = content_length = None
     for name, value in scope["headers"]:
-        if name == b"authorization":
-            authorization = value.decode("latin-1")
-        elif name == b"content-type":
+        if name == b"content-type":
             content_type = value.decode("latin-1")
         elif name == b"content-length":
             content_length = value.decode("latin-1")
-    return authorization, content_type, content_length
+    return content_type, content_length
 
 
 async def _send_json(
@@ -77,8 +75,9 @@ def handlers(service: Service) -> dict[str, Handler]:
     """Build the two scoring handlers over ``service``, by path."""
     env = service.settings.environment
     limit = service.settings.max_body_bytes
+    # The batch route's own limit follows MAX_BATCH (MAX_BATCH_BODY_BYTES, api.settings).
+    batch_limit = service.settings.max_batch_body_bytes
     max_batch = service.settings.max_batch
-    authenticate = service.auth.authenticate
     scorer = service.runtime.scorer
     latency = {
         v: metrics.BufferedHistogram(metrics.SCORING_LATENCY.labels(v, env))
@@ -91,23 +90,24 @@ def handlers(service: Service) -> dict[str, Handler]:
     service.runtime.tick_hooks.extend(b.flush for b in scored.values())
     clock = time.perf_counter
     known = service.verticals
+    keep = service.archive.keep if service.archive is not None else None  # opt-in lead archive
 
     async def fail(send: Send, exc: Exception, vertical: str) -> None:
         error = service.reject(exc, vertical)
         body = error_body(error.type, error.message, error.field)
-        await _send_json(send, error.status, body, _BEARER if error.status == 401 else None)
+        extra = _CLOSE if error.closes_connection else None
+        await _send_json(send, error.status, body, extra)
 
-    async def authorized_body(scope: Scope, receive: Receive) -> bytes:
-        """Authenticate a scorer, then return the checked JSON body."""
-        authorization, content_type, content_length = _request_headers(scope)
-        authenticate(authorization, "scorer")
+    async def checked_body(scope: Scope, receive: Receive, limit: int = limit) -> bytes:
+        """Return the checked JSON body (at most ``limit``); the gateway authorised it."""
+        content_type, content_length = _request_headers(scope)
         return await read_body(receive, content_type, content_length, limit)
 
     async def score(scope: Scope, receive: Receive, send: Send) -> None:
         started = clock()
         vertical = "unknown"
         try:
-            body = SCORE_DECODER.decode(await authorized_body(scope, receive))
+            body = decode_score(await checked_body(scope, receive))
             vertical = metrics.vertical_label(body.vertical, known)
             result = scorer.score(body.vertical, body.lead_data, explain=body.explain)
             payload = ENCODER.encode(_response(result, vertical, body.lead_id))
@@ -117,12 +117,14 @@ def handlers(service: Service) -> dict[str, Handler]:
         await _send_json(send, 200, payload)
         latency[vertical].observe(clock() - started)
         scored[vertical].inc()
+        if keep is not None:
+            keep(body.vertical, body.lead_data, body.lead_id, result)
 
     async def score_batch(scope: Scope, receive: Receive, send: Send) -> None:
         started = clock()
         vertical = "unknown"
         try:
-            body = BATCH_DECODER.decode(await authorized_body(scope, receive))
+            body = decode_batch(await checked_body(scope, receive, batch_limit))
             vertical = metrics.vertical_label(body.vertical, known)
             if len(body.leads) > max_batch:
                 raise ApiError(
@@ -152,6 +154,8 @@ def handlers(service: Service) -> dict[str, Handler]:
             else:
                 scored_lead = _response(result, vertical, lead.lead_id)
                 items.append(BatchItem(index, lead.lead_id, result=scored_lead))
+                if keep is not None:
+                    keep(body.vertical, lead.lead_data, lead.lead_id, result)
         if failed:
             metrics.SCORING_ERRORS.labels("validation_error", vertical, env).inc(failed)
         payload = BatchResponse(vertical, version, items, len(items) - failed, failed)
@@ -176,24 +180,3 @@ class _Endpoint:
 def routes(handlers_by_path: dict[str, Handler]) -> list[Route]:
     """Register the handlers as ordinary POST routes."""
     return [Route(path, _Endpoint(h), methods=["POST"]) for path, h in handlers_by_path.items()]
-
-
-class ScoringFastPath:
-    """ASGI front that sends scoring POSTs straight to their handlers.
-
-    Everything else (and everything before the worker's models are loaded, when
-    ``handlers`` is still empty) goes through the Starlette application unchanged.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.handlers: dict[str, Handler] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Dispatch one ASGI event."""
-        if scope["type"] == "http" and scope["method"] == "POST":
-            handler = self.handlers.get(scope["path"])
-            if handler is not None:
-                await handler(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

@@ -5,9 +5,12 @@ serving (over the decoded JSON), so the model sees bit-identical inputs for the 
 lead. Rules, per feature:
 
 - Absent or ``null``: missing (NaN), unless the feature is ``required``.
-- Numerical: an ``int`` or ``float`` (not ``bool``), within ``[min, max]`` when declared.
+- Numerical: an ``int`` or ``float`` (not ``bool``), within ``[min, max]`` when declared
+  and within the range of a double (an integer such as ``10**400`` is out of range).
   NaN counts as missing.
-- Categorical: a string; its category code, or missing when unseen at training.
+- Categorical: a string, or a number or boolean standing for its text (``29`` is the
+  category ``"29.0"`` of a CSV, see ``engine.features.text``); its category code, or
+  missing when unseen at training.
 - Text: a string; the mean weight of its known tokens, or missing when none is known.
 
 Keys of the lead that are not features are ignored, so callers can send extra context.
@@ -25,14 +28,17 @@ from typing import Any, Protocol
 from engine.config import FeatureSpec
 from engine.errors import LeadError
 from engine.features.tables import EncoderTables
-from engine.features.text import normalise_category, text_tokens
+from engine.features.text import category_of_number, normalise_category, text_tokens
 
 NAN = math.nan
 _NUMERICAL, _CATEGORICAL, _TEXT = 0, 1, 2
 _KIND_CODES = {"numerical": _NUMERICAL, "categorical": _CATEGORICAL, "text": _TEXT}
 # Text values repeat (occupations, cities); memoising raw string -> value skips the
-# regex work for repeats. Cleared when full, which keeps it bounded and O(1).
+# regex work for repeats. Cleared when full, which keeps it bounded and O(1). Only texts
+# of at most TEXT_MEMO_MAX_CHARS are kept: repeats are short, and a client sending many
+# distinct long texts must not make the memo hold megabytes.
 TEXT_MEMO_SIZE = 8192
+TEXT_MEMO_MAX_CHARS = 256
 
 
 class RowBuffer(Protocol):
@@ -132,13 +138,21 @@ class LeadEncoder:
                     raise LeadError(field, f"must be at least {_num(low)}", "range")
                 if value > high:
                     raise LeadError(field, f"must be at most {_num(high)}", "range")
-                row[index] = value
+                try:
+                    row[index] = value
+                except OverflowError:  # an integer beyond any double (no bound declared)
+                    raise LeadError(field, "is out of range for a number", "range") from None
                 known += weight
             else:
                 if vtype is not str:
-                    if not isinstance(value, str):
+                    if kind == _CATEGORICAL and isinstance(value, int | float):
+                        # A category sent as a JSON number or boolean means the same as
+                        # its CSV text: 29 is the category of "29.0", true of "True".
+                        value = category_of_number(value)
+                    elif not isinstance(value, str):
                         raise LeadError(field, f"must be a string, not {_json_type(value)}", "type")
-                    value = str(value)
+                    else:
+                        value = str(value)
                 if kind == _CATEGORICAL:
                     code = table.get(value)
                     if code is None:
@@ -161,9 +175,10 @@ class LeadEncoder:
         encoded = memo.get(text)
         if encoded is None:
             encoded = text_value(text, weights)
-            if len(memo) >= TEXT_MEMO_SIZE:
-                memo.clear()
-            memo[text] = encoded
+            if len(text) <= TEXT_MEMO_MAX_CHARS:
+                if len(memo) >= TEXT_MEMO_SIZE:
+                    memo.clear()
+                memo[text] = encoded
         return encoded
 
 

@@ -29,6 +29,9 @@ from engine.config import WEEKDAYS, PricingConfig, clock_minutes
 from engine.features.text import text_tokens
 
 _LOCATION_MEMO_SIZE = 4096
+# Like the encoder's text memo: only short texts are kept (repeats are short), so many
+# distinct long texts cannot make the memo hold megabytes.
+_LOCATION_MEMO_MAX_CHARS = 256
 
 
 _floor = math.floor
@@ -124,9 +127,10 @@ class Pricer:
                     factor = found
                     break
             factor = _round4(factor)
-            if len(self._location_memo) >= _LOCATION_MEMO_SIZE:
-                self._location_memo.clear()
-            self._location_memo[value] = factor
+            if len(value) <= _LOCATION_MEMO_MAX_CHARS:
+                if len(self._location_memo) >= _LOCATION_MEMO_SIZE:
+                    self._location_memo.clear()
+                self._location_memo[value] = factor
         return factor
 
     def price(

@@ -67,6 +67,24 @@ def test_explain_adds_reasons(client, store):
     assert 1 <= len(reasons) <= 3 and {r["direction"] for r in reasons} <= {"up", "down"}
 
 
+def test_a_numeric_category_scores_like_its_csv_text(client, store):
+    # The training CSV holds categories as text; a JSON client may send a number.
+    replies = [
+        client.request(
+            "POST",
+            "/api/v1/score",
+            token=store.scorer,
+            body={"vertical": "auto", "lead_data": {**LEAD, "usage_type": usage}},
+        )
+        for usage in ("commute", 7, "7.0", 7.0)
+    ]
+    assert [r.status for r in replies] == [200] * 4, replies
+    # An unseen numeric category is missing, exactly like the unseen text "7.0".
+    scored = [(r.json["score"], r.json["confidence"]) for r in replies]
+    assert scored[1] == scored[2] == scored[3]
+    assert replies[1].json["confidence"] < replies[0].json["confidence"]
+
+
 def test_admin_may_score_too(client, store):
     reply = client.request(
         "POST",
@@ -104,7 +122,7 @@ def test_batch_isolates_bad_leads(client, store):
 
 
 def test_models_listing(client, store):
-    reply = client.request("GET", "/api/v1/models", token=store.scorer)
+    reply = client.request("GET", "/api/v1/models", token=store.viewer)
     assert reply.status == 200
     models = {m["vertical"]: m for m in reply.json["models"]}
     assert set(models) == {"auto", "home", "health", "life"}
@@ -178,7 +196,7 @@ def score(client, token, body=None, raw=None, headers=None):
             "lead_data.age",
         ),
         (
-            dict(body={"vertical": "auto", "lead_data": {**LEAD, "vehicle_make": 3}}),
+            dict(body={"vertical": "auto", "lead_data": {**LEAD, "vehicle_make": {"name": 3}}}),
             422,
             "validation_error",
             "lead_data.vehicle_make",
@@ -239,7 +257,7 @@ def test_no_mistake_crashes_a_worker(service, store):
     client = service.client()
     before = {
         w["pid"]
-        for w in client.request("GET", "/api/v1/models", token=store.scorer).json["workers"]
+        for w in client.request("GET", "/api/v1/models", token=store.viewer).json["workers"]
     }
     for raw in (
         b"",
@@ -255,7 +273,7 @@ def test_no_mistake_crashes_a_worker(service, store):
         assert 400 <= reply.status < 500, (raw, reply)
     after = {
         w["pid"]
-        for w in client.request("GET", "/api/v1/models", token=store.scorer).json["workers"]
+        for w in client.request("GET", "/api/v1/models", token=store.viewer).json["workers"]
     }
     assert before == after
     assert "Traceback" not in service.log()

@@ -57,7 +57,8 @@ def test_nan_number_counts_as_missing():
         ({"age": 15}, "lead_data.age", "range", "must be at least 16"),
         ({"age": 100.5}, "lead_data.age", "range", "must be at most 100"),
         ({"age": 30, "mileage": -1}, "lead_data.mileage", "range", "must be at least 0"),
-        ({"age": 30, "make": 3}, "lead_data.make", "type", "must be a string, not a number"),
+        ({"age": 30, "make": [3]}, "lead_data.make", "type", "must be a string, not an array"),
+        ({"age": 30, "job": 3}, "lead_data.job", "type", "must be a string, not a number"),
         ({"age": 30, "job": {"a": 1}}, "lead_data.job", "type", "must be a string, not an object"),
     ],
 )
@@ -113,3 +114,24 @@ def test_text_value_ignores_case_punctuation_and_repeats(text):
     again = text_value(" , ".join(text_tokens(text)).upper() + " " + text, weights)
     assert value == again or (math.isnan(value) and math.isnan(again))
     assert math.isnan(value) or value in (0.5, 0.25, 0.375)
+
+
+@pytest.mark.parametrize("served", [29, 29.0, "29.0", "29", " 2.9e1 "])
+def test_numeric_category_is_the_same_in_training_and_serving(served):
+    from engine.features.tables import fit_categories
+
+    # A CSV's integer column with gaps reads "29.0"; a JSON client sends 29.
+    values = fit_categories(["29.0", "29.0", "7.0", "7", "02134", "02134"], min_count=2)
+    assert sorted(values) == ["02134", "29", "7"]  # "7.0" and "7" are one category
+    tables = EncoderTables({"make": values}, {"job": {}})
+    row = np.full(4, -7.0)
+    LeadEncoder(SPECS, tables).encode_into({"age": 30, "make": served}, row)
+    assert row[2] == float(values.index("29"))
+
+
+@pytest.mark.parametrize(("served", "code"), [(True, 0.0), (False, 1.0), (2134, None)])
+def test_booleans_and_zip_like_categories(served, code):
+    tables = EncoderTables({"make": ["true", "false", "02134"]}, {"job": {}})
+    row = np.full(4, -7.0)
+    LeadEncoder(SPECS, tables).encode_into({"age": 30, "make": served}, row)
+    assert (math.isnan(row[2]) and code is None) or row[2] == code

@@ -102,6 +102,14 @@ def test_location_uses_last_matching_token(location, factor):
     assert Pricer(CONFIG).location_factor({"location": location}) == factor
 
 
+def test_long_locations_are_priced_but_not_memoised():
+    pricer = Pricer(CONFIG)
+    long_text = "x " * 500 + "austin tx"
+    assert pricer.location_factor({"location": long_text}) == 1.1
+    assert pricer.location_factor({"location": "austin tx"}) == 1.1
+    assert list(pricer._location_memo) == ["austin tx"]
+
+
 def test_floor_and_ceiling():
     pricer = Pricer(CONFIG)
     sunday = at(2026, 11, 29, 10, 0)
