@@ -2,8 +2,11 @@
 
 Everything heavy happens in the lifespan startup, i.e. in the worker after fork: read
 the settings and config, open the shared reload state, load and verify every active
-model, start the reload watcher. The master never imports LightGBM. Scoring POSTs are
-dispatched by ``ScoringFastPath`` in front of the Starlette app (``api.routes.scoring``).
+model, start the reload watcher. The master never imports LightGBM. ``api.gateway``
+stands in front of the Starlette app: it enforces the access table (``api.access``) on
+every request and dispatches scoring POSTs to their raw handlers (``api.routes.scoring``).
+Credentials (the token keyring, the TLS certificate) are re-read on every reload, with
+the models (``api.credentials``).
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import engine
-from api import metrics
+from api import credentials, http_protocol, metrics
+from api.access import ACCESS
+from api.archive import open_lead_archive
 from api.auth import Authenticator
-from api.errors import error_response
+from api.errors import echo, error_response
+from api.gateway import Gateway
 from api.openapi import build_openapi
 from api.reload_state import ReloadState
 from api.routes import health, models, scoring
-from api.routes.scoring import ScoringFastPath
 from api.runtime import ModelRuntime
 from api.service import Service, internal_error_response
 from api.settings import ServiceSettings, load_settings
@@ -60,19 +65,29 @@ def build_service(settings: ServiceSettings) -> Service:
     state_path = settings.reload_state_path
     state = ReloadState(state_path) if state_path.exists() else ReloadState.create(state_path)
     runtime = ModelRuntime(
-        config, model_root, Keyring.load(settings.trusted_keys), state, slot, settings.environment
+        config,
+        model_root,
+        Keyring.load(settings.trusted_keys),
+        state,
+        slot,
+        settings.environment,
+        keyring_source=settings.trusted_keys,
     )
     auth = Authenticator.from_directory(
         settings.jwt_public_keys, settings.jwt_issuer, settings.jwt_audience
     )
     runtime.load_initial()
-    return Service(settings, runtime, auth)
+    tls_on = settings.tls_cert_file is not None
+    runtime.reload_hooks.extend(credentials.reload_hooks(auth, settings.environment, tls_on))
+    service = Service(settings, runtime, auth)
+    service.archive = open_lead_archive(settings, runtime)  # None unless LEAD_ARCHIVE_DIR
+    return service
 
 
-def create_app(settings: ServiceSettings | None = None) -> ScoringFastPath:
+def create_app(settings: ServiceSettings | None = None) -> Gateway:
     """Build the worker's application; models load at lifespan startup."""
     settings = settings or load_settings()
-    fast_path: ScoringFastPath
+    gateway: Gateway
     openapi = msgspec.json.encode(build_openapi(engine.__version__))
 
     async def openapi_doc(request: Request) -> Response:
@@ -85,20 +100,27 @@ def create_app(settings: ServiceSettings | None = None) -> ScoringFastPath:
         app.router.routes.extend(
             (*scoring.routes(scoring_handlers), *models.routes(service), *health.routes(service))
         )
-        fast_path.handlers.update(scoring_handlers)
+        ACCESS.check(app.router.routes)  # no route may serve without an access entry
+        gateway.handlers.update(scoring_handlers)
+        http_protocol.ERROR_HOOKS.append(
+            lambda kind: metrics.SCORING_ERRORS.labels(kind, "unknown", settings.environment).inc()
+        )
+        gateway.service = service
         service.runtime.start_watching()
         log.info("worker ready", extra={"versions": service.runtime.versions()})
         try:
             yield
         finally:
             await service.runtime.stop()
+            if service.archive is not None:  # write what is buffered, close segments
+                service.archive.close()
             _save_coverage_data()
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         kind = _HTTP_ERROR_TYPES.get(exc.status_code, "http_error")
         metrics.SCORING_ERRORS.labels(kind, "unknown", settings.environment).inc()
-        return error_response(exc.status_code, kind, f"{exc.detail}: {request.url.path}")
+        return error_response(exc.status_code, kind, f"{exc.detail}: {echo(request.url.path)}")
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
@@ -110,5 +132,5 @@ def create_app(settings: ServiceSettings | None = None) -> ScoringFastPath:
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
-    fast_path = ScoringFastPath(app)
-    return fast_path
+    gateway = Gateway(app)
+    return gateway

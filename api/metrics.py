@@ -18,9 +18,27 @@ Metrics:
   and ``recall`` from the manifest of the version each live worker serves.
 - ``ml_model_info{vertical,version,environment}``: 1 for a version some live worker
   serves, 0 for one it stopped serving.
+- ``ml_auth_failures_total{reason,environment}``: refused requests by reason (``expired``,
+  ``retired_key``, ``forbidden``, ...: the keys of ``api.auth.REASONS``).
+- ``ml_credential_reloads_total{credential,outcome,environment}``: re-reads of the token
+  keyring (``token_keys``) and the TLS certificate (``tls_certificate``) on reload; a
+  ``failure`` keeps the previous one in force.
 - ``ml_model_reloads_total{outcome,environment}``: worker reloads by ``success``/``failure``.
 - ``ml_reload_generation{environment}``: the lowest reload generation any live worker
   serves (a worker lagging behind shows here).
+- ``ml_model_rejections_total{vertical,reason,environment}``: model versions refused at a
+  load (start, reload, rollback), once per worker and attempt; ``reason`` is one of
+  ``engine.store.active.REASONS`` (``layout``, ``signature``, ``unknown_key``,
+  ``manifest``, ``mismatch``, ``hash``, ``pointer``, ``load``).
+- ``ml_model_active_unserved{vertical,environment}``: 1 while some live worker does not
+  serve what the vertical's ``CURRENT`` names as it is on disk (refused, missing, not
+  reloaded yet, or changed on disk since it was loaded); ``livemax``, so one worker is
+  enough to raise it and a dead worker's value is dropped with it.
+- ``ml_reload_hook_failures_total{environment}``: reload hooks (e.g. the token keyring
+  re-read) that raised; the reload itself went on.
+- ``ml_archive_records_total{outcome,environment}``: scored leads offered to the opt-in
+  lead archive: ``written``, ``dropped`` (buffer full: the disk cannot keep up) or
+  ``failed`` (a write error, logged). Absent when the archive is off.
 """
 
 from __future__ import annotations
@@ -70,14 +88,43 @@ MODEL_INFO = Gauge(
     ["vertical", "version", "environment"],
     multiprocess_mode="livemax",
 )
+AUTH_FAILURES = Counter(
+    "ml_auth_failures_total",
+    "Requests refused by authentication or authorisation, by reason.",
+    ["reason", "environment"],
+)
+CREDENTIAL_RELOADS = Counter(
+    "ml_credential_reloads_total",
+    "Credential re-reads on reload (token_keys, tls_certificate), by outcome.",
+    ["credential", "outcome", "environment"],
+)
 RELOADS = Counter(
     "ml_model_reloads_total", "Model reloads done by workers.", ["outcome", "environment"]
+)
+ARCHIVE_RECORDS = Counter(
+    "ml_archive_records_total",
+    "Scored leads offered to the lead archive, by outcome.",
+    ["outcome", "environment"],
 )
 RELOAD_GENERATION = Gauge(
     "ml_reload_generation",
     "Reload generation served; the minimum over live workers.",
     ["environment"],
     multiprocess_mode="livemin",
+)
+MODEL_REJECTIONS = Counter(
+    "ml_model_rejections_total",
+    "Model versions refused at a load, by vertical and reason.",
+    ["vertical", "reason", "environment"],
+)
+MODEL_UNSERVED = Gauge(
+    "ml_model_active_unserved",
+    "1 while a live worker does not serve what CURRENT names (as it is on disk).",
+    ["vertical", "environment"],
+    multiprocess_mode="livemax",
+)
+RELOAD_HOOK_FAILURES = Counter(
+    "ml_reload_hook_failures_total", "Reload hooks that raised.", ["environment"]
 )
 
 

@@ -1,14 +1,24 @@
-"""Model state and the admin operations: reload and rollback."""
+"""Model state and the admin operations: reload and rollback.
+
+Who may call each route is in ``api.access`` (enforced by ``api.gateway``): ``viewer``
+for the listing, ``admin`` for reload and rollback.
+``GET /api/v1/models`` audits the store first (``ModelRuntime.audit``: cheap while the
+files are unchanged), so each vertical's ``active_version`` and ``problem`` describe the
+store as it is now, whichever worker answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.errors import ApiError, read_json_body
+from api.decoding import check_unique_keys
+from api.errors import ApiError, echo, read_json_body
 from api.reload_state import WorkerSlot
 from api.schemas import (
     ENCODER,
@@ -20,8 +30,9 @@ from api.schemas import (
     WorkerState,
 )
 from api.service import Service
-from engine.store import layout, pointer
+from engine.store import layout
 
+_Body = TypeVar("_Body")
 # How long reload and rollback wait for every worker to switch before answering.
 SWITCH_TIMEOUT_SECONDS = 10.0
 _JSON = "application/json"
@@ -34,7 +45,6 @@ def _workers(slots: list[WorkerSlot]) -> list[WorkerState]:
 def routes(service: Service) -> list[Route]:
     """Build the model routes over ``service``."""
     runtime = service.runtime
-    authenticate = service.auth.authenticate
     limit = service.settings.max_body_bytes
 
     async def reloaded(generation: int) -> Response:
@@ -46,15 +56,14 @@ def routes(service: Service) -> list[Route]:
 
     async def reload(request: Request) -> Response:
         try:
-            authenticate(request.headers.get("authorization"), "admin")
             raw = await read_json_body(request, limit) if _has_body(request) else b""
-            versions = RELOAD_DECODER.decode(raw).versions if raw.strip() else None
+            versions = _decode_unique(RELOAD_DECODER, raw).versions if raw.strip() else None
             for vertical, version in (versions or {}).items():
                 if not layout.is_version(version):
                     raise ApiError(
                         422,
                         "validation_error",
-                        f"{version!r} is not a version X.Y.Z",
+                        f"{echo(version)!r} is not a version X.Y.Z",
                         f"versions.{vertical}",
                     )
             generation = await runtime.reload(versions)
@@ -64,8 +73,7 @@ def routes(service: Service) -> list[Route]:
 
     async def rollback(request: Request) -> Response:
         try:
-            authenticate(request.headers.get("authorization"), "admin")
-            body = ROLLBACK_DECODER.decode(await read_json_body(request, limit))
+            body = _decode_unique(ROLLBACK_DECODER, await read_json_body(request, limit))
             generation = await runtime.rollback(body.vertical)
         except Exception as exc:
             return service.fail(exc)
@@ -73,7 +81,7 @@ def routes(service: Service) -> list[Route]:
 
     async def list_models(request: Request) -> Response:
         try:
-            authenticate(request.headers.get("authorization"), "scorer")
+            await runtime.audit()  # the store as it is now, not as the last reload saw it
             states = await asyncio.to_thread(_model_states, service)
         except Exception as exc:
             return service.fail(exc)
@@ -87,6 +95,18 @@ def routes(service: Service) -> list[Route]:
     ]
 
 
+def _decode_unique(decoder: msgspec.json.Decoder[_Body], raw: bytes) -> _Body:
+    """Decode an admin body, refusing one whose objects repeat a key.
+
+    Which of two repeated keys wins is a parser's guess, so ``{"versions": {"auto":
+    "1.0.0", "auto": "9.9.9"}}`` must activate neither. Admin calls are rare, so the exact
+    check runs every time.
+    """
+    body = decoder.decode(raw)
+    check_unique_keys(raw)
+    return body
+
+
 def _has_body(request: Request) -> bool:
     length = request.headers.get("content-length")
     return length != "0" and (length is not None or "transfer-encoding" in request.headers)
@@ -95,15 +115,11 @@ def _has_body(request: Request) -> bool:
 def _model_states(service: Service) -> list[ModelState]:
     runtime = service.runtime
     installed = runtime.scorer.models
+    status = runtime.status
     states = []
     for vertical in runtime.config.verticals:
         model = installed.get(vertical)
-        problem = runtime.problems.get(vertical)
-        try:
-            active = pointer.read_current(runtime.model_root, vertical)
-        except Exception as exc:  # a corrupt pointer is reported here, not fatal
-            active = None
-            problem = problem or str(exc)
+        seen = status.get(vertical)
         metrics = None
         if model is not None:
             m = model.manifest.metrics
@@ -117,11 +133,11 @@ def _model_states(service: Service) -> list[ModelState]:
             ModelState(
                 vertical=vertical,
                 loaded_version=model.version if model else None,
-                active_version=active,
+                active_version=seen.active if seen else None,
                 available_versions=layout.list_versions(runtime.model_root, vertical),
                 metrics=metrics,
                 trained_at=model.manifest.created_at if model else None,
-                problem=problem,
+                problem=seen.problem if seen else None,
             )
         )
     return states

@@ -189,16 +189,17 @@ def write_file_synced(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` atomically and durably.
 
-    Writes a dot-prefixed temporary file in the same directory, fsyncs it, moves it over
+    Writes a dot-prefixed temporary file in the same directory (created with ``mode``,
+    so a secret is never readable by others, not even briefly), fsyncs it, moves it over
     ``path`` with ``os.replace`` and fsyncs the directory. Readers see either the old or
     the new content, never a mix; on failure the temporary file is removed.
     """
     tmp = path.with_name(temp_name(path.name))
     try:
-        write_file_synced(tmp, data)
+        write_file_synced(tmp, data, mode)
         tmp.replace(path)
     except BaseException:
         with contextlib.suppress(OSError):

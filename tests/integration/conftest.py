@@ -22,6 +22,7 @@ class Store:
         jwt_key = SigningKey.load(jwt_keys / "jwt-signing.key")
         self.scorer = issue_token(jwt_key, "test-scorer", "scorer", 3600)
         self.admin = issue_token(jwt_key, "test-admin", "admin", 3600)
+        self.viewer = issue_token(jwt_key, "test-viewer", "viewer", 3600)
         self.expired = issue_token(jwt_key, "old", "scorer", 60, now=1_000_000_000)
 
     def env(self, **extra: str) -> dict[str, str]:

@@ -87,7 +87,7 @@ def test_reload_without_body_rereads_pointers(reload_service, store):
 
 def test_failed_reload_changes_nothing(reload_service, store, tmp_path):
     client = reload_service.client()
-    before = client.request("GET", "/api/v1/models", token=store.scorer).json
+    before = client.request("GET", "/api/v1/models", token=store.viewer).json
     missing = client.request(
         "POST", "/api/v1/models/reload", token=store.admin, body={"versions": {"auto": "9.9.9"}}
     )
@@ -121,7 +121,7 @@ def test_failed_reload_changes_nothing(reload_service, store, tmp_path):
         for path in forged.iterdir():
             path.chmod(0o644)
         shutil.rmtree(forged)
-    after = client.request("GET", "/api/v1/models", token=store.scorer).json
+    after = client.request("GET", "/api/v1/models", token=store.viewer).json
     assert [m["loaded_version"] for m in after["models"]] == [
         m["loaded_version"] for m in before["models"]
     ]
