@@ -10,6 +10,10 @@
   and every worker switches without restarting (gunicorn's default would restart them:
   a latency spike, cold caches and stale metrics files).
 - ``child_exit`` marks dead workers for prometheus and frees their slot.
+- With ``TLS_CERT_FILE`` / ``TLS_KEY_FILE`` set, gunicorn's ``certfile`` / ``keyfile``
+  carry them to the workers, which serve TLS 1.3 only (``api.worker``, ``api.tls``);
+  ``on_starting`` loads the pair once so that a bad one stops the master, not every
+  worker in turn. Each worker reads the files when it starts (see ``api.tls``).
 
 Settings come from the environment (``api.settings``); see README.md.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import resource
 import shutil
 import sys
 from pathlib import Path
@@ -42,6 +47,9 @@ keepalive = 75  # longer than typical load balancer idle timeouts
 timeout = 30
 graceful_timeout = 20
 proc_name = "ml-service"
+# None (plain HTTP) unless both TLS settings are given (api.settings checks that).
+certfile = str(_settings.tls_cert_file) if _settings.tls_cert_file else None
+keyfile = str(_settings.tls_key_file) if _settings.tls_key_file else None
 accesslog = None
 # gunicorn's control socket defaults to one path per user; keep it per instance so
 # several services (tests, benchmarks) can run side by side.
@@ -54,11 +62,24 @@ _master: dict[str, Any] = {}
 
 
 def on_starting(server: Any) -> None:
-    """Fail fast on a bad config; reset metrics files and the reload state."""
+    """Fail fast on a bad config or credentials; no core dumps; reset run state."""
     from api.reload_state import ReloadState
     from engine.config import load_config
 
     load_config(_settings.config_path)
+    # No core dumps from the master or the workers it forks: a worker's memory holds
+    # leads in flight, token caches and archive keys, which must never reach the disk.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if certfile is not None:
+        from api.tls import server_context
+
+        server_context(certfile, keyfile)  # raises TLSError, which gunicorn prints
+    if _settings.lead_archive_dir is not None:
+        from engine.archive.keys import service_keys
+        from engine.archive.segments import prepare_directory
+
+        service_keys(_settings.lead_archive_keys)  # no usable key: stop, naming the variable
+        prepare_directory(_settings.lead_archive_dir)
     metrics_dir = _settings.metrics_dir
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +103,12 @@ def when_ready(server: Any) -> None:
         bind,
         _settings.metrics_port,
     )
+    if certfile is not None:
+        from api.tls import certificate_not_after
+
+        server.log.info(
+            "TLS 1.3 only, certificate %s valid until %s", certfile, certificate_not_after(certfile)
+        )
 
 
 def pre_fork(server: Any, worker: Any) -> None:

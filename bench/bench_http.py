@@ -1,9 +1,9 @@
 """HTTP benchmark: the scoring service against its ceiling and the seed-style service.
 
-Three apps score the same auto lead (``examples/leads/auto.json``) with the same model
-(``auto`` v1.1.0, trained here from synthetic leads), in one run, one after another
-(never two at once), each under gunicorn with the same number of uvicorn workers on a
-free 127.0.0.1 port:
+Three apps (and ours a second time, over TLS) score the same auto lead
+(``examples/leads/auto.json``) with the same model (``auto`` v1.1.0, trained here from
+synthetic leads), in one run, one after another (never two at once), each under
+gunicorn with the same number of uvicorn workers on a free 127.0.0.1 port:
 
 - ceiling (``bench/baselines/ceiling_app.py``): a minimal Starlette endpoint returning a
   constant JSON body; no app on this stack can be faster.
@@ -11,6 +11,12 @@ free 127.0.0.1 port:
   DataFrame + ``lightgbm.Booster.predict``, the model loaded per worker after fork.
 - ours: ``ml-service serve`` (gunicorn with the repository's ``gunicorn.conf.py``), with
   all four verticals loaded and a JWT on every request.
+- ours over TLS 1.3 (right after ours, unless ``--no-tls``): the same service with a
+  development certificate (``ml-service tls dev-cert``, ECDSA P-256) in
+  ``TLS_CERT_FILE`` / ``TLS_KEY_FILE``, loaded the same way over ``https://``. The
+  report compares it with ours over plain HTTP: throughput ratio, p50, p99, and machine
+  time per request. Connections are kept alive, so this is the per-request cost of
+  encryption; handshakes happen once per connection, at the start.
 
 Each app gets a warm-up (default 2 s), then the same load: ``wrk -t2 -c32 -d10s
 --latency`` with ``bench/wrk/post_json.lua`` for the POST body and headers. When ``wrk``
@@ -27,7 +33,7 @@ shared machine drift from run to run, ratios much less):
 - ours / ceiling throughput >= 0.6,
 - ours / seed throughput >= 8,
 - our p99 <= 5 ms,
-- and no failed scoring request, in the main run or in the reload window.
+- and no failed scoring request, in the main run, in the reload window or over TLS.
 
 Run ``python bench/bench_http.py --help`` for options; ``--check`` exits 1 when a goal is
 missed. Needs ``wrk`` (or falls back), the ``bench`` extra (fastapi, pydantic, pandas)
@@ -48,7 +54,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from httpbench.common import APP_KEYS, APP_LABELS, LEAD_FILE, SERVED_VERSION, VERTICALS, progress
+from httpbench.common import (
+    APP_KEYS,
+    APP_LABELS,
+    LEAD_FILE,
+    SERVED_VERSION,
+    TLS_APP,
+    VERTICALS,
+    progress,
+)
 from httpbench.goals import evaluate_goals
 from httpbench.load import Load
 from httpbench.report import print_report
@@ -58,6 +72,7 @@ from httpbench.workspace import (
     Workspace,
     activate_served_version,
     command_works,
+    make_tls_certificate,
     mint_tokens,
     ml_service,
     prepare_models,
@@ -93,6 +108,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     parser.add_argument(
         "--skip-reload", action="store_true", help="skip the reload window of our service"
+    )
+    parser.add_argument(
+        "--no-tls",
+        action="store_true",
+        help="do not run our service a second time over TLS 1.3 (it runs right after ours)",
     )
     parser.add_argument(
         "--apps",
@@ -139,13 +159,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress("wrk not found: using the built-in asyncio load generator (slower)")
     elif generator == "wrk" and not shutil.which("wrk"):
         raise SystemExit("wrk is not installed")
-    apps: list[str] = args.apps
+    apps: list[str] = list(args.apps)
     if "ours" in apps and not (
         command_works([ml_service(), "serve", "--help"])
         and command_works([ml_service(), "auth", "--help"])
     ):
         progress("`ml-service serve` or `ml-service auth` is not available: skipping ours")
         apps = [a for a in apps if a != "ours"]
+    if "ours" in apps and not args.no_tls:
+        if command_works([ml_service(), "tls", "dev-cert", "--help"]):
+            apps.insert(apps.index("ours") + 1, TLS_APP)
+        else:
+            progress("`ml-service tls dev-cert` is not available: skipping ours over TLS")
 
     rounds: dict[str, list[AppRun]] = {key: [] for key in apps}
     with contextlib.ExitStack() as stack:
@@ -157,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         space = Workspace(root)
         prepare_models(space, VERTICALS if "ours" in apps else ("auto",))
         tokens = mint_tokens(space) if "ours" in apps else ("", "")
+        if TLS_APP in apps:
+            make_tls_certificate(space)
         lead = json.loads(LEAD_FILE.read_text(encoding="utf-8"))
         body_file = root / "score-body.json"
         body_file.write_text(json.dumps({"vertical": "auto", "lead_data": lead}), "utf-8")
@@ -171,8 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     spec = baseline_spec(key, "seed_app", args.workers, SEED_MODEL_DIR=seed_dir)
                 else:
                     activate_served_version(space)
-                    spec = ours_spec(space, args.workers, tokens[0])
-                    if number == args.rounds - 1 and not args.skip_reload:
+                    spec = ours_spec(space, args.workers, tokens[0], tls=key == TLS_APP)
+                    if key == "ours" and number == args.rounds - 1 and not args.skip_reload:
                         reload_admin = tokens[1]
                 rounds[key].append(
                     bench_app(spec, load, root, args.workers, args.warmup, reload_admin)
@@ -183,9 +210,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     reload_run = rounds["ours"][-1] if rounds.get("ours") else None
     print_report(runs, reload_run, args, generator)
     if args.rounds > 1:
-        print("\nreq/s (p99 ms) by round; the table shows each app's median round:")
+        print(
+            "\nreq/s (p99 ms; server CPU us per request) by round; the table shows each "
+            "app's median round:"
+        )
         for key, values in rounds.items():
-            figures = ", ".join(f"{r.result.rps:.0f} ({r.result.p99_ms:.1f})" for r in values)
+            figures = ", ".join(
+                f"{r.rps:.0f} ({r.p99_ms:.1f}; {r.server_cpu_us_per_request:.0f})"
+                for r in (run.result for run in values)
+            )
             print(f"  {APP_LABELS[key]:<32}{figures}")
     ours = runs.get("ours")
     goals = evaluate_goals(
@@ -193,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs["seed"].result if "seed" in runs else None,
         ours.result if ours else None,
         reload_run.reload_window if reload_run else None,
+        runs[TLS_APP].result if TLS_APP in runs else None,
     )
     print()
     for goal in goals:

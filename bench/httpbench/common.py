@@ -23,10 +23,13 @@ SERVED_VERSION = "1.1.0"
 RELOAD_INTERVAL_S = 0.5
 
 APP_KEYS = ("ceiling", "seed", "ours")
+# Not an --apps choice: it runs right after "ours" unless --no-tls.
+TLS_APP = "ours_tls"
 APP_LABELS = {
     "ceiling": "ceiling: Starlette, fixed body",
     "seed": "seed: FastAPI+pandas+Booster",
     "ours": "ours: ml-service serve",
+    TLS_APP: "ours over TLS 1.3",
 }
 
 

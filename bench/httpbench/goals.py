@@ -1,8 +1,9 @@
 """The benchmark's pass/fail goals, as ratios against baselines measured in the same run.
 
 Goals: ours / ceiling throughput >= ``GOAL_CEILING_RATIO``, ours / seed throughput >=
-``GOAL_SEED_RATIO``, our p99 <= ``GOAL_P99_MS`` and no failed request, in the main run
-or in the reload window.
+``GOAL_SEED_RATIO``, our p99 <= ``GOAL_P99_MS`` and no failed request, in the main run,
+in the reload window or over TLS. TLS has no throughput goal: its cost is reported
+(``httpbench.report.tls_cost_lines``), not judged.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def evaluate_goals(
     seed: LoadResult | None,
     ours: LoadResult | None,
     reload_window: LoadResult | None = None,
+    tls: LoadResult | None = None,
 ) -> list[Goal]:
     """Return the benchmark's goals for the measured results.
 
@@ -102,4 +104,6 @@ def evaluate_goals(
                 unit="",
             )
         )
+    if tls is not None:
+        goals.append(Goal("our failed requests over TLS", float(tls.errors), 0, False, ""))
     return goals

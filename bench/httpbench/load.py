@@ -1,13 +1,16 @@
 """Load generation: wrk, or the built-in asyncio generator when wrk is not installed.
 
-Both drive ``POST /api/v1/score`` over keep-alive connections and return a
-``LoadResult``; ``run_load`` also measures how much CPU others used meanwhile.
+Both drive ``POST /api/v1/score`` over keep-alive connections, over TLS when the app
+speaks HTTPS (wrk from the ``https://`` URL, without verifying the certificate; the
+built-in generator verifies it), and return a ``LoadResult``; ``run_load`` also measures
+how much CPU others used meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import subprocess
 import time
 from collections import Counter
@@ -73,6 +76,7 @@ async def _drive(
     request: bytes,
     connections: int,
     duration: float,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[list[float], int, Counter[str]]:
     latencies: list[float] = []
     non_2xx = 0
@@ -87,7 +91,7 @@ async def _drive(
             stage = "connect"
             try:
                 if reader is None or writer is None:
-                    reader, writer = await asyncio.open_connection(HOST, port)
+                    reader, writer = await asyncio.open_connection(HOST, port, ssl=context)
                 stage = "write"
                 start = time.perf_counter()
                 writer.write(request)
@@ -117,12 +121,21 @@ async def _drive(
     return latencies, non_2xx, errors
 
 
-def run_python_load(load: Load, port: int, authorization: str, duration: int) -> LoadResult:
-    """Drive ``POST /api/v1/score`` from this process with asyncio keep-alive connections."""
+def run_python_load(
+    load: Load,
+    port: int,
+    authorization: str,
+    duration: int,
+    context: ssl.SSLContext | None = None,
+) -> LoadResult:
+    """Drive ``POST /api/v1/score`` from this process with asyncio keep-alive connections.
+
+    With ``context``, every connection is TLS (the handshake counts as connecting).
+    """
     request = build_request(port, SCORE_PATH, load.body_file.read_bytes(), authorization)
     start = time.perf_counter()
     latencies, non_2xx, errors = asyncio.run(
-        _drive(port, request, load.connections, float(duration))
+        _drive(port, request, load.connections, float(duration), context)
     )
     seconds = time.perf_counter() - start
     ordered = sorted(latencies)
@@ -141,14 +154,22 @@ def run_python_load(load: Load, port: int, authorization: str, duration: int) ->
 def run_load(load: Load, spec: AppSpec, duration: int, server: Server | None = None) -> LoadResult:
     """Run the configured load generator against ``spec``'s score endpoint.
 
-    With ``server``, also measure how much CPU others used meanwhile (``other_cpu``).
+    With ``server``, also measure how much CPU others used meanwhile (``other_cpu``) and
+    how much the server used (``server_cpu_s``).
     """
     pids = server_pids(server) if server is not None else []
     before = cpu_sample(pids)
     if load.generator == "wrk":
         result = run_wrk(load, spec.url(SCORE_PATH), spec.authorization, duration)
     else:
-        result = run_python_load(load, spec.port, spec.authorization, duration)
+        result = run_python_load(
+            load, spec.port, spec.authorization, duration, spec.client_context()
+        )
     if server is None:
         return result
-    return replace(result, other_cpu=other_cpu_share(before, cpu_sample(pids)))
+    after = cpu_sample(pids)
+    return replace(
+        result,
+        other_cpu=other_cpu_share(before, after),
+        server_cpu_s=after.server - before.server,
+    )

@@ -36,6 +36,9 @@ class LoadResult:
         generator: ``"wrk"`` or ``"python"``.
         other_cpu: Share of the machine's CPU time spent outside this benchmark's
             processes during the run (see ``other_cpu_share``); NaN when not measured.
+        server_cpu_s: CPU time the server's processes used during the run (user and
+            system, all of them); NaN when not measured. Unlike throughput, it hardly
+            moves when a neighbour takes cores away.
     """
 
     requests: int
@@ -47,11 +50,19 @@ class LoadResult:
     socket_errors: Mapping[str, int] = field(default_factory=dict)
     generator: str = "wrk"
     other_cpu: float = float("nan")
+    server_cpu_s: float = float("nan")
 
     @property
     def errors(self) -> int:
         """Failed requests: error statuses plus socket errors."""
         return self.non_2xx + sum(self.socket_errors.values())
+
+    @property
+    def server_cpu_us_per_request(self) -> float:
+        """Server CPU time per completed request, in microseconds (NaN if unknown)."""
+        if self.requests <= 0:
+            return float("nan")
+        return self.server_cpu_s / self.requests * 1e6
 
 
 def parse_wrk_time(text: str) -> float:

@@ -29,11 +29,13 @@ class CpuSample:
         busy: The machine's busy time, summed over all cores.
         total: The machine's total time, summed over all cores.
         ours: Time used so far by the benchmark's own processes (servers, wrk, itself).
+        server: Time used so far by the server's processes alone (master and workers).
     """
 
     busy: float
     total: float
     ours: float
+    server: float = 0.0
 
 
 def parse_proc_stat_cpu(stat: str) -> tuple[int, int]:
@@ -133,4 +135,5 @@ def cpu_sample(pids: Iterable[int]) -> CpuSample:
     ticks = sum(parse_pid_cpu_ticks(read_proc(pid, "stat")) for pid in pids)
     own = os.times()
     mine = own.user + own.system + own.children_user + own.children_system
-    return CpuSample(busy / _CLOCK_TICKS, total / _CLOCK_TICKS, ticks / _CLOCK_TICKS + mine)
+    server = ticks / _CLOCK_TICKS
+    return CpuSample(busy / _CLOCK_TICKS, total / _CLOCK_TICKS, server + mine, server)

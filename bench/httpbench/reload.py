@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from httpbench.common import HOST, RELOAD_INTERVAL_S, RELOAD_PATH, RELOAD_VERSIONS, SCORE_PATH
+from httpbench.common import RELOAD_INTERVAL_S, RELOAD_PATH, RELOAD_VERSIONS, SCORE_PATH
 from httpbench.servers import AppSpec
 
 
@@ -27,9 +27,9 @@ class ReloadLog:
     versions_seen: Counter[str] = field(default_factory=Counter)
 
 
-def post_json(port: int, path: str, body: bytes, authorization: str) -> tuple[int, bytes]:
+def post_json(spec: AppSpec, path: str, body: bytes, authorization: str) -> tuple[int, bytes]:
     """POST ``body`` on a fresh connection; return status and body (0 on failure)."""
-    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    connection = spec.connection(timeout=10)
     headers = {"Content-Type": "application/json"}
     if authorization:
         headers["Authorization"] = authorization
@@ -69,14 +69,14 @@ class Reloader(threading.Thread):
             count += 1
             body = json.dumps({"versions": {"auto": version}}).encode()
             began = time.perf_counter()
-            status, answer = post_json(self.spec.port, RELOAD_PATH, body, self.admin)
+            status, answer = post_json(self.spec, RELOAD_PATH, body, self.admin)
             self.log.seconds.append(time.perf_counter() - began)
             self.log.statuses[status] += 1
             if not 200 <= status < 300:
                 self.log.failures.append(f"{version}: {status} {answer[:200]!r}")
                 continue
             status, answer = post_json(
-                self.spec.port, SCORE_PATH, self.score_body, self.spec.authorization
+                self.spec, SCORE_PATH, self.score_body, self.spec.authorization
             )
             try:
                 self.log.versions_seen[str(json.loads(answer)["model_version"])] += 1

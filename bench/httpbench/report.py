@@ -1,11 +1,20 @@
-"""The printed report: the results table, the reload window, answers and memory."""
+"""The printed report: the results table, the reload window, TLS cost, answers, memory."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping
 
-from httpbench.common import APP_LABELS, LEAD_FILE, RELOAD_INTERVAL_S, ROOT, SERVED_VERSION
+from httpbench.common import (
+    APP_LABELS,
+    LEAD_FILE,
+    RELOAD_INTERVAL_S,
+    ROOT,
+    SERVED_VERSION,
+    TLS_APP,
+)
+from httpbench.goals import ratio
 from httpbench.parsing import LoadResult, percentile
 from httpbench.runs import AppRun
 
@@ -17,6 +26,28 @@ def table_row(label: str, result: LoadResult) -> str:
         f"{label:<32}{result.rps:>9.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
         f"{result.non_2xx:>9}{sum(result.socket_errors.values()):>9}{other:>11}"
     )
+
+
+def tls_cost_lines(plain: LoadResult, tls: LoadResult, cores: int) -> list[str]:
+    """Lines comparing our service over TLS 1.3 with plain HTTP, measured in the same run.
+
+    Besides throughput and latency: the server's CPU time per request (its processes'
+    user + system time over the run, divided by the requests), which a busy neighbour
+    hardly distorts; and the machine time per request, ``cores / rps`` (server and load
+    generator share the cores, so both sides' encryption is in it), which one does.
+    """
+    per_request_us = [cores / r.rps * 1e6 if r.rps > 0 else float("nan") for r in (plain, tls)]
+    cpu_us = [r.server_cpu_us_per_request for r in (plain, tls)]
+    return [
+        "TLS 1.3 cost (ours over TLS against plain HTTP, same run, keep-alive connections):",
+        f"  throughput {ratio(tls.rps, plain.rps):.3f}x ({tls.rps:.0f} vs {plain.rps:.0f} req/s); "
+        f"p50 {tls.p50_ms:.2f} vs {plain.p50_ms:.2f} ms ({tls.p50_ms - plain.p50_ms:+.2f}); "
+        f"p99 {tls.p99_ms:.2f} vs {plain.p99_ms:.2f} ms ({tls.p99_ms - plain.p99_ms:+.2f})",
+        f"  server CPU per request: {cpu_us[1]:.0f} vs {cpu_us[0]:.0f} us "
+        f"({cpu_us[1] - cpu_us[0]:+.0f} us, {ratio(cpu_us[1], cpu_us[0]):.2f}x)",
+        f"  machine time per request ({cores} cores / req/s): {per_request_us[1]:.0f} vs "
+        f"{per_request_us[0]:.0f} us ({per_request_us[1] - per_request_us[0]:+.0f} us)",
+    ]
 
 
 def print_report(
@@ -53,6 +84,11 @@ def print_report(
         )
         for failure in log.failures[:5]:
             print(f"  reload failed: {failure}")
+    if "ours" in runs and TLS_APP in runs:
+        print()
+        cores = len(os.sched_getaffinity(0))
+        for line in tls_cost_lines(runs["ours"].result, runs[TLS_APP].result, cores):
+            print(line)
     print(
         "\nother CPU: share of the machine's CPU time used outside this benchmark's processes "
         "during the run\n(other processes, interrupts, hypervisor steal); above ~10% a neighbour "

@@ -41,9 +41,7 @@ def bench_app(
     """Start one app, warm it up, measure it (and its reload window), and stop it."""
     progress(f"{spec.label}: starting on port {spec.port}")
     with running(spec, workdir, workers) as server:
-        status, body = post_json(
-            spec.port, SCORE_PATH, load.body_file.read_bytes(), spec.authorization
-        )
+        status, body = post_json(spec, SCORE_PATH, load.body_file.read_bytes(), spec.authorization)
         answer = f"{status} {body.decode('utf-8', errors='replace')}"
         if warmup > 0:
             run_load(load, spec, warmup)

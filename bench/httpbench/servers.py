@@ -2,6 +2,8 @@
 
 Each app runs under gunicorn in its own session on a free 127.0.0.1 port and is
 stopped with its whole process group. Also the pids and memory of a running server.
+An app served over TLS carries the certificate its clients trust (``AppSpec.ca_file``):
+every client of the benchmark verifies it, as a real client would.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from httpbench.common import APP_LABELS, BASELINES, DEFAULT_CONFIG, HOST, ROOT
+from httpbench.common import APP_LABELS, BASELINES, DEFAULT_CONFIG, HOST, ROOT, TLS_APP
 from httpbench.procfs import Memory, children, gunicorn_master, parse_vmrss_kib, read_proc
 from httpbench.workspace import Workspace, ml_service
 
@@ -45,6 +48,7 @@ class AppSpec:
     cwd: Path
     port: int
     authorization: str = ""
+    ca_file: Path | None = None  # set: the app speaks HTTPS with this certificate
 
     @property
     def label(self) -> str:
@@ -53,7 +57,21 @@ class AppSpec:
 
     def url(self, path: str) -> str:
         """Return the URL of ``path`` on this app."""
-        return f"http://{HOST}:{self.port}{path}"
+        scheme = "https" if self.ca_file else "http"
+        return f"{scheme}://{HOST}:{self.port}{path}"
+
+    def client_context(self) -> ssl.SSLContext | None:
+        """Return a client context that verifies this app's certificate (None: plain HTTP)."""
+        if self.ca_file is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        """Return a new (not yet connected) HTTP or HTTPS connection to this app."""
+        context = self.client_context()
+        if context is None:
+            return http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+        return http.client.HTTPSConnection(HOST, self.port, timeout=timeout, context=context)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -77,12 +95,20 @@ def baseline_spec(key: str, module: str, workers: int, **env: str) -> AppSpec:
     return AppSpec(key, argv, clean_env(**env), BASELINES, port)
 
 
-def ours_spec(space: Workspace, workers: int, token: str) -> AppSpec:
-    """Return the spec of our service, run by ``ml-service serve``."""
+def ours_spec(space: Workspace, workers: int, token: str, tls: bool = False) -> AppSpec:
+    """Return the spec of our service, run by ``ml-service serve``.
+
+    With ``tls``, the service gets the workspace's development certificate
+    (``TLS_CERT_FILE`` / ``TLS_KEY_FILE``) and serves TLS 1.3 only.
+    """
     port = free_port()
     run_dir = space.root / f"run-{port}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    tls_env = (
+        {"TLS_CERT_FILE": str(space.tls_cert), "TLS_KEY_FILE": str(space.tls_key)} if tls else {}
+    )
     env = clean_env(
+        **tls_env,
         MODEL_PATH=str(space.models),
         CONFIG_PATH=str(DEFAULT_CONFIG),
         MODEL_TRUSTED_KEYS=str(space.keys / "trusted"),
@@ -93,16 +119,22 @@ def ours_spec(space: Workspace, workers: int, token: str) -> AppSpec:
         LOG_LEVEL="warning",
     )
     argv = [ml_service(), "serve", "--bind", f"{HOST}:{port}", "--workers", str(workers)]
-    return AppSpec("ours", argv, env, ROOT, port, authorization=f"Bearer {token}")
+    return AppSpec(
+        TLS_APP if tls else "ours",
+        argv,
+        env,
+        ROOT,
+        port,
+        authorization=f"Bearer {token}",
+        ca_file=space.tls_cert if tls else None,
+    )
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """Return status and body of ``GET url`` on a fresh connection (status 0 on failure)."""
-    host, _, rest = url.removeprefix("http://").partition("/")
-    hostname, _, port = host.partition(":")
-    connection = http.client.HTTPConnection(hostname, int(port), timeout=timeout)
+def http_get(spec: AppSpec, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """Return status and body of ``GET path`` on a fresh connection (status 0 on failure)."""
+    connection = spec.connection(timeout)
     try:
-        connection.request("GET", "/" + rest)
+        connection.request("GET", path)
         response = connection.getresponse()
         return response.status, response.read()
     except (OSError, http.client.HTTPException):
@@ -159,7 +191,7 @@ class Server:
                 raise RuntimeError(
                     f"{self.spec.label} exited with {self.process.returncode}:\n" + self.log_tail()
                 )
-            status, self.ready_body = http_get(self.spec.url("/ready"))
+            status, self.ready_body = http_get(self.spec, "/ready")
             if status == 200:
                 streak += 1
                 if streak >= 2 * workers:

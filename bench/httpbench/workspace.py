@@ -1,4 +1,4 @@
-"""The benchmark's workspace: signing keys, training data, models and JWTs.
+"""The benchmark's workspace: signing keys, training data, models, JWTs, a TLS certificate.
 
 Everything is made with the ``ml-service`` command of this interpreter's environment,
 and what already exists in the workspace is reused.
@@ -80,6 +80,16 @@ class Workspace:
         """The JWT signing key directory."""
         return self.root / "jwt"
 
+    @property
+    def tls_cert(self) -> Path:
+        """The development TLS certificate (``ml-service tls dev-cert``)."""
+        return self.root / "tls" / "tls.crt"
+
+    @property
+    def tls_key(self) -> Path:
+        """Its private key."""
+        return self.root / "tls" / "tls.key"
+
     def model_env(self) -> dict[str, str]:
         """Environment of the training commands."""
         return {
@@ -127,6 +137,13 @@ def activate_served_version(space: Workspace) -> None:
             [ml_service(), "models", "activate", "--vertical", "auto", "--version", SERVED_VERSION],
             space.model_env(),
         )
+
+
+def make_tls_certificate(space: Workspace) -> None:
+    """Create the development TLS certificate for 127.0.0.1 (kept when it exists)."""
+    if not (space.tls_key.exists() and space.tls_cert.exists()):
+        directory = str(space.tls_key.parent)
+        run_command([ml_service(), "tls", "dev-cert", "--dir", directory, "--force"])
 
 
 def mint_tokens(space: Workspace) -> tuple[str, str]:

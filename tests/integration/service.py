@@ -2,7 +2,8 @@
 
 ``ServiceProcess`` starts gunicorn (through the real CLI) on free ports with its own
 run directory, waits for ``/ready`` (or just for the socket), and talks HTTP with the
-standard library's ``http.client`` over keep-alive connections.
+standard library's ``http.client`` over keep-alive connections (HTTPS when given an
+``ssl_context``, for a service started with ``TLS_CERT_FILE`` / ``TLS_KEY_FILE``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -46,10 +48,20 @@ class Reply:
 class Client:
     """One keep-alive HTTP connection to the service."""
 
-    def __init__(self, port: int, timeout: float = 10.0) -> None:
+    def __init__(
+        self, port: int, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.port = port
         self.timeout = timeout
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.ssl_context = ssl_context
+        self.conn = self._connect()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.ssl_context is None:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        return http.client.HTTPSConnection(
+            "127.0.0.1", self.port, timeout=self.timeout, context=self.ssl_context
+        )
 
     def request(
         self,
@@ -74,7 +86,7 @@ class Client:
                 return Reply(response.status, dict(response.getheaders()), response.read())
             except (ConnectionError, http.client.HTTPException):
                 self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                self.conn = self._connect()
                 if attempt:
                     raise
         raise AssertionError("unreachable")
@@ -86,8 +98,15 @@ class Client:
 class ServiceProcess:
     """``ml-service serve`` in its own process group."""
 
-    def __init__(self, env: dict[str, str], workdir: Path, workers: int = 2) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        workdir: Path,
+        workers: int = 2,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.workers = workers
+        self.ssl_context = ssl_context  # talk HTTPS (the service must be given TLS_* env)
         self.port = free_port()
         self.metrics_port = free_port()
         self.run_dir = workdir / f"run-{self.port}"
@@ -115,7 +134,7 @@ class ServiceProcess:
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        client = Client(self.port, timeout=2)
+        client = Client(self.port, timeout=2, ssl_context=self.ssl_context)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"service exited early:\n{self.log()}")
@@ -148,7 +167,7 @@ class ServiceProcess:
         return self.process.pid
 
     def client(self) -> Client:
-        return Client(self.port)
+        return Client(self.port, ssl_context=self.ssl_context)
 
     def metrics(self) -> str:
         conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)

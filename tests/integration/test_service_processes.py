@@ -17,6 +17,13 @@ def allowed_cpus(pid: int) -> str:
     raise AssertionError("no Cpus_allowed_list")
 
 
+def core_limit(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max core file size"):
+            return " ".join(line.split()[4:6])
+    raise AssertionError("no core limit")
+
+
 def test_replaced_worker_keeps_its_slot_and_core(store, tmp_path):
     server = ServiceProcess(store.env(), tmp_path, workers=2)
     server.start()
@@ -37,6 +44,10 @@ def test_replaced_worker_keeps_its_slot_and_core(store, tmp_path):
             raise AssertionError(f"worker in slot 1 was not replaced:\n{server.log()}")
         assert now[0] == workers[0]
         assert allowed_cpus(now[1]) == cpus[1]
+        # No process of the service may dump core (its memory holds leads and keys),
+        # the replaced worker included.
+        for pid in (server.pid, *now.values()):
+            assert core_limit(pid) == "0 0", pid
         client = server.client()
         for _ in range(4):
             assert client.request("GET", "/ready").status == 200
