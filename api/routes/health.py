@@ -1,6 +1,23 @@
-"""``GET /health`` (the process answers) and ``GET /ready`` (it can score every vertical)."""
+"""``GET /health`` (the process answers) and ``GET /ready`` (it can score every vertical).
+
+``/ready`` answers from the worker's last known status (``api.runtime``), with no I/O:
+
+- ``ready`` (200): every vertical serves the version its ``CURRENT`` names, verified.
+- ``degraded`` (200): every vertical can be scored, but a problem is reported: the
+  version ``CURRENT`` names was refused, is missing or is not loaded here yet, or the
+  served version changed on disk since it was loaded.
+- ``not_ready`` (503): some vertical has no model at all (its requests get 503).
+
+``problems`` maps each vertical with a problem to a sentence saying why (versions and
+file names, never absolute paths); ``reasons`` gives the same as a stable code
+(``engine.store.active.REASONS`` or ``pending``) for probes and alerts. A degraded
+worker stays in rotation on purpose: it still serves a verified version, and taking it
+out would turn a refused artifact into an outage.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import msgspec
 from starlette.requests import Request
@@ -22,12 +39,16 @@ class Health(msgspec.Struct):
 _HEALTHY = msgspec.json.encode(Health("ok"))
 
 
-class Readiness(msgspec.Struct):
-    """Readiness of this worker."""
+ReadyStatus = Literal["ready", "degraded", "not_ready"]
 
-    status: str
+
+class Readiness(msgspec.Struct):
+    """Readiness of this worker (see the module docstring)."""
+
+    status: ReadyStatus
     versions: dict[str, str | None]
     problems: dict[str, str]
+    reasons: dict[str, str]
 
 
 def routes(service: Service) -> list[Route]:
@@ -39,14 +60,21 @@ def routes(service: Service) -> list[Route]:
 
     async def ready(request: Request) -> Response:
         versions = runtime.versions()
-        problems = {
-            v: runtime.problems.get(v, "no verified model loaded")
-            for v, version in versions.items()
-            if version is None
-        }
-        ok = not problems
-        body = Readiness("ready" if ok else "not_ready", versions, problems)
-        return Response(ENCODER.encode(body), 200 if ok else 503, media_type=_JSON)
+        problems: dict[str, str] = {}
+        reasons: dict[str, str] = {}
+        for vertical, seen in runtime.status.items():
+            if seen.problem is not None:
+                problems[vertical] = seen.problem
+                reasons[vertical] = seen.reason or "load"
+        servable = True
+        for vertical, version in versions.items():
+            if version is None:
+                servable = False
+                problems.setdefault(vertical, "no verified model loaded")
+                reasons.setdefault(vertical, "load")
+        status: ReadyStatus = "ready" if not problems else "degraded" if servable else "not_ready"
+        body = Readiness(status, versions, problems, reasons)
+        return Response(ENCODER.encode(body), 200 if servable else 503, media_type=_JSON)
 
     return [
         Route("/health", health, methods=["GET"]),

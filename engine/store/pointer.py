@@ -4,7 +4,9 @@ Files this module owns, in ``<root>/<vertical>/``:
 
 - ``CURRENT``: the active version as ``X.Y.Z`` followed by a newline (surrounding
   whitespace is tolerated on read). It is the single source of truth: the service
-  serves the version it names, and nothing else is consulted to decide that.
+  serves the version it names, and nothing else is consulted to decide that. It must be
+  a regular file of at most ``MAX_CURRENT_BYTES``: a symlink (which could point the
+  reader at any file on the host) or anything else is refused as corrupt.
 - ``HISTORY``: the activation stack, one version per line, oldest first, newest last.
   Its top is normally the ``CURRENT`` version. Activating pushes; rolling back pops.
 - ``.lock``: an empty file locked (``flock``) while a pointer change is in progress, so
@@ -25,8 +27,10 @@ below the current one.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +50,8 @@ from engine.store.verify import verify_version
 CURRENT_NAME = "CURRENT"
 HISTORY_NAME = "HISTORY"
 LOCK_NAME = ".lock"
+MAX_CURRENT_BYTES = 64
+MAX_HISTORY_BYTES = 1 << 20
 
 
 def _vertical_dir(root: Path, vertical: str) -> Path:
@@ -55,15 +61,38 @@ def _vertical_dir(root: Path, vertical: str) -> Path:
         raise StoreError(str(exc)) from None
 
 
-def _read_text(path: Path) -> str | None:
+def _shown(path: Path) -> str:
+    """Name a pointer file as ``<vertical>/<name>``: no absolute path in messages."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def _read_text(path: Path, limit: int) -> str | None:
+    """Read a small pointer file without following a symlink; None when it is absent."""
+    # O_NONBLOCK: opening a FIFO planted as CURRENT must not hang the reader.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        return path.read_bytes().decode("utf-8")
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return None
-    except UnicodeDecodeError:
-        raise StoreError(f"{path} is not UTF-8 text") from None
     except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
+        if exc.errno == errno.ELOOP:
+            raise StoreError(f"{_shown(path)} is a symlink, not a file") from None
+        raise StoreError(f"cannot read {_shown(path)}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(f"{_shown(path)} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise StoreError(f"cannot read {_shown(path)}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise StoreError(f"{_shown(path)} is over {limit} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise StoreError(f"{_shown(path)} is not UTF-8 text") from None
 
 
 def read_current(root: Path, vertical: str) -> str | None:
@@ -77,22 +106,23 @@ def read_current(root: Path, vertical: str) -> str | None:
         The version named by ``CURRENT``, or None when there is no ``CURRENT``.
 
     Raises:
-        StoreError: ``CURRENT`` does not hold a valid version, or the vertical name is
-            invalid.
+        StoreError: ``CURRENT`` is a symlink or not a regular file, is over
+            ``MAX_CURRENT_BYTES``, is not UTF-8 or does not hold a valid version; or the
+            vertical name is invalid.
     """
     path = _vertical_dir(root, vertical) / CURRENT_NAME
-    text = _read_text(path)
+    text = _read_text(path, MAX_CURRENT_BYTES)
     if text is None:
         return None
     version = text.strip()
     if not is_version(version):
-        raise StoreError(f"{path} holds {text[:40]!r}, not a version X.Y.Z")
+        raise StoreError(f"{_shown(path)} holds {text[:40]!r}, not a version X.Y.Z")
     return version
 
 
 def _read_raw_history(root: Path, vertical: str) -> list[str] | None:
     path = _vertical_dir(root, vertical) / HISTORY_NAME
-    text = _read_text(path)
+    text = _read_text(path, MAX_HISTORY_BYTES)
     if text is None:
         return None
     stack = []
@@ -101,7 +131,9 @@ def _read_raw_history(root: Path, vertical: str) -> list[str] | None:
         if not entry:
             continue
         if not is_version(entry):
-            raise StoreError(f"{path} line {number} holds {entry[:40]!r}, not a version X.Y.Z")
+            raise StoreError(
+                f"{_shown(path)} line {number} holds {entry[:40]!r}, not a version X.Y.Z"
+            )
         stack.append(entry)
     return stack
 

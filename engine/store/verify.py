@@ -15,7 +15,9 @@ accepted only when, in this order:
 5. ``hash``: every file's SHA-256 is the one in the manifest.
 
 The bytes that were hashed are returned, so callers load exactly what was verified and
-never read the files again.
+never read the files again, with the SHA-256 of the manifest: two verified versions with
+the same manifest digest have identical files. Messages name files relative to the model
+root (``auto/v1.2.0``), never by absolute path, so they can be shown to API callers.
 """
 
 from __future__ import annotations
@@ -54,12 +56,15 @@ class VerifiedVersion:
         key_id: The id of the trusted key that signed the manifest.
         files: Every file named in the manifest, by name, with the exact bytes that were
             hashed.
+        manifest_sha256: SHA-256 (hex) of the exact bytes of ``manifest.json``; since the
+            manifest lists every file's hash, it identifies the whole version's content.
     """
 
     path: Path
     manifest: Manifest
     key_id: str
     files: dict[str, bytes]
+    manifest_sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +94,9 @@ class VersionInfo:
 
 def _read_regular(path: Path) -> bytes:
     """Read a regular file without following a symlink (a swapped-in link is refused)."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    # O_NONBLOCK: a FIFO swapped in after the listing must not hang the reader (the
+    # fstat below refuses it); it changes nothing for regular files.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
@@ -107,25 +114,30 @@ def _read_regular(path: Path) -> bytes:
         os.close(fd)
 
 
+def _shown(path: Path) -> str:
+    """Name a version directory as ``<vertical>/<name>``: no absolute path in messages."""
+    return f"{path.parent.name}/{path.name}"
+
+
 def _check_directory(path: Path) -> tuple[str, str, set[str]]:
     """Run the layout checks; return (vertical, version, names of the entries)."""
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
-        raise ArtifactRejected("layout", f"{path} does not exist") from None
+        raise ArtifactRejected("layout", f"{_shown(path)} does not exist") from None
     except OSError as exc:
-        raise ArtifactRejected("layout", f"cannot stat {path}: {exc.strerror}") from None
+        raise ArtifactRejected("layout", f"cannot stat {_shown(path)}: {exc.strerror}") from None
     if stat.S_ISLNK(mode):
-        raise ArtifactRejected("layout", f"{path} is a symlink")
+        raise ArtifactRejected("layout", f"{_shown(path)} is a symlink")
     if not stat.S_ISDIR(mode):
-        raise ArtifactRejected("layout", f"{path} is not a directory")
+        raise ArtifactRejected("layout", f"{_shown(path)} is not a directory")
     version = version_of_dir_name(path.name)
     if version is None:
         raise ArtifactRejected("layout", f"{path.name!r} is not named v<X.Y.Z>")
     vertical = path.parent.name
     if VERTICAL_RE.fullmatch(vertical) is None:
         raise ArtifactRejected(
-            "layout", f"{path} is not inside a vertical directory (got {vertical!r})"
+            "layout", f"{_shown(path)} is not inside a vertical directory (got {vertical!r})"
         )
     names: set[str] = set()
     try:
@@ -137,7 +149,7 @@ def _check_directory(path: Path) -> tuple[str, str, set[str]]:
                     raise ArtifactRejected("layout", f"{entry.name} is not a regular file")
                 names.add(entry.name)
     except OSError as exc:
-        raise ArtifactRejected("layout", f"cannot list {path}: {exc.strerror}") from None
+        raise ArtifactRejected("layout", f"cannot list {_shown(path)}: {exc.strerror}") from None
     for required in (MANIFEST_NAME, SIGNATURE_NAME):
         if required not in names:
             raise ArtifactRejected("layout", f"{required} is missing")
@@ -199,7 +211,13 @@ def verify_version(path: Path, keyring: Keyring) -> VerifiedVersion:
                 "hash", f"{name}: sha256 {digest} does not match manifest {manifest.files[name]}"
             )
         files[name] = data
-    return VerifiedVersion(path=path, manifest=manifest, key_id=signer, files=files)
+    return VerifiedVersion(
+        path=path,
+        manifest=manifest,
+        key_id=signer,
+        files=files,
+        manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+    )
 
 
 def _read_manifest_unverified(path: Path) -> tuple[Manifest | None, str | None]:
