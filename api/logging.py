@@ -2,13 +2,17 @@
 
 Every record has ``time``, ``level``, ``logger``, ``message`` and ``pid``; keys passed
 with ``extra=`` (such as ``vertical`` or ``reason``) are added as they are. Request
-bodies and lead fields are never logged, so no personal data reaches the logs.
+bodies and lead fields are never logged, so no personal data reaches the logs. Nor do
+names a client made up: an error's field is logged through ``loggable_field``, which
+keeps the schema's and the model's names (``leads[3].lead_data.age``) and hides an
+unknown field's name, which is the client's own string (an e-mail sent as a key).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -19,6 +23,28 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
     "color_message",
 }
+
+
+# Field paths as the request schema and the model name them: identifiers, indexes, dots.
+_FIELD_PATH = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\[\d{1,9}\])*(\.[A-Za-z_][A-Za-z0-9_]{0,63}(\[\d{1,9}\])*)*$"
+)
+REDACTED_FIELD = "<name chosen by the client>"
+
+
+def loggable_field(field: str | None, message: str) -> str | None:
+    """Return an error's field as it may be logged (see the module docstring).
+
+    Args:
+        field: The error's field (a dotted path), if any.
+        message: The error's message: an "unknown field" message means the path ends in
+            a name the client chose.
+    """
+    if field is None:
+        return None
+    if "unknown field" in message or not _FIELD_PATH.fullmatch(field):
+        return REDACTED_FIELD
+    return field
 
 
 class JsonFormatter(logging.Formatter):

@@ -8,6 +8,12 @@ Feature lists may be written as plain name lists (``categorical: [make, model]``
 mappings of name to options (``age: {min: 16, max: 100, required: true}``); both are
 normalised to mappings on load. The column order the model sees is numerical, then
 categorical, then text features, each in file order.
+
+Every feature kind takes ``pii: true`` (default false) for a value that identifies a
+person (an address, a location, free text people write about themselves). The marking is
+data-handling policy, not part of a model: it is read from today's config, never from a
+model's manifest, so marking a feature takes effect at the next start without retraining.
+The opt-in lead archive (``engine.archive``) encrypts marked values.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class NumericalFeature(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     min: float | None = None
     max: float | None = None
     required: bool = False
+    pii: bool = False
 
     def __post_init__(self) -> None:
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -46,6 +53,7 @@ class CategoricalFeature(msgspec.Struct, frozen=True, forbid_unknown_fields=True
 
     required: bool = False
     min_count: int = 5
+    pii: bool = False
 
     def __post_init__(self) -> None:
         if self.min_count < 1:
@@ -58,6 +66,7 @@ class TextFeature(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     required: bool = False
     min_count: int = 10
     smoothing: float = 20.0
+    pii: bool = False
 
     def __post_init__(self) -> None:
         if self.min_count < 1:
@@ -212,7 +221,11 @@ class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class FeatureSpec(msgspec.Struct, frozen=True):
-    """One model input column: its name, kind, column index and options."""
+    """One model input column: its name, kind, column index and options.
+
+    ``pii`` marks a value that identifies a person (see the module docstring); it never
+    changes how a lead is validated, encoded or scored.
+    """
 
     name: str
     kind: FeatureKind
@@ -222,6 +235,7 @@ class FeatureSpec(msgspec.Struct, frozen=True):
     max: float | None = None
     min_count: int = 1
     smoothing: float = 20.0
+    pii: bool = False
 
 
 def clock_minutes(clock: str) -> int:
@@ -242,10 +256,19 @@ def feature_specs(vertical: VerticalConfig) -> tuple[FeatureSpec, ...]:
     fc = vertical.feature_config
     specs: list[FeatureSpec] = []
     for name, num in _as_mapping(fc.numerical, NumericalFeature).items():
-        specs.append(FeatureSpec(name, "numerical", len(specs), num.required, num.min, num.max))
+        specs.append(
+            FeatureSpec(name, "numerical", len(specs), num.required, num.min, num.max, pii=num.pii)
+        )
     for name, cat in _as_mapping(fc.categorical, CategoricalFeature).items():
         specs.append(
-            FeatureSpec(name, "categorical", len(specs), cat.required, min_count=cat.min_count)
+            FeatureSpec(
+                name,
+                "categorical",
+                len(specs),
+                cat.required,
+                min_count=cat.min_count,
+                pii=cat.pii,
+            )
         )
     for name, txt in _as_mapping(fc.text, TextFeature).items():
         specs.append(
@@ -256,6 +279,7 @@ def feature_specs(vertical: VerticalConfig) -> tuple[FeatureSpec, ...]:
                 txt.required,
                 min_count=txt.min_count,
                 smoothing=txt.smoothing,
+                pii=txt.pii,
             )
         )
     return tuple(specs)

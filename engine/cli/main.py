@@ -1,5 +1,6 @@
 """``ml-service``: synthesise data, train, sign, verify, activate, roll back and score.
 
+``archive`` manages the opt-in lead archive's keys and exports it (``engine.cli.archive``).
 Every command reads ``CONFIG_PATH``, ``MODEL_PATH``, ``MODEL_SIGNING_KEY`` and
 ``MODEL_TRUSTED_KEYS`` (see ``engine.settings``); ``--config`` and ``--model-path``
 override the first two. Exit status: 0 on success, 1 when the command failed (the
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from engine.cli import commands
+from engine.cli.archive import add_archive_commands
 from engine.errors import EngineError
 from engine.settings import DEFAULT_SIGNING_KEY
 
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--explain", action="store_true", help="include reason codes")
     score.add_argument("--at", help="price at this ISO 8601 time instead of now")
     score.set_defaults(handler=commands.score)
+
+    add_archive_commands(sub)
     return parser
 
 
