@@ -16,7 +16,7 @@ help:
 	@echo "make run       install, create demo keys and models if absent, start the service on :8000"
 	@echo "make test      install, lint, type-check and run every test (coverage >= 80%)"
 	@echo "make models    generate demo keys and train the four demo models into var/"
-	@echo "make bench     run the engine and HTTP benchmarks (bench/)"
+	@echo "make bench     run the engine, HTTP and auth benchmarks (bench/)"
 	@echo "make fuzz      fuzz the scoring request path for FUZZ_SECONDS (default 600), growing tests/fuzz/corpus"
 	@echo "make format    apply ruff formatting"
 
@@ -95,6 +95,7 @@ bench: models
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_http.py
+	$(BIN)/python bench/bench_auth.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -40,21 +40,24 @@ class AccessTable:
 
     def __init__(self, table: dict[tuple[str, str], str | None]) -> None:
         self.table = dict(table)
-        self._static: dict[tuple[str, str], str | None] = {}
+        # Static paths by (method, path), HEAD included: the gateway's one dict lookup.
+        self.static: dict[tuple[str, str], str | None] = {}
         self._templated: list[tuple[str, re.Pattern[str], str | None]] = []
         for (method, path), role in table.items():
             if "{" in path:
                 self._templated.append((method, compile_path(path)[0], role))
             else:
-                self._static[(method, path)] = role
+                self.static[(method, path)] = role
+                if method == "GET":
+                    self.static[("HEAD", path)] = role
 
     def lookup(self, method: str, path: str) -> tuple[bool, str | None]:
         """Return (listed, role) for a request; ``HEAD`` looks up ``GET``."""
+        key = (method, path)
+        if key in self.static:
+            return True, self.static[key]
         if method == "HEAD":
             method = "GET"
-        key = (method, path)
-        if key in self._static:
-            return True, self._static[key]
         for listed_method, pattern, role in self._templated:
             if listed_method == method and pattern.match(path):
                 return True, role

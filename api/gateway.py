@@ -25,11 +25,8 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 _JSON = b"application/json"
 
 
-def _authorization(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return str(value.decode("latin-1"))
-    return None
+# Not a role (roles are names from api.auth.GRANTS): marks a path the dict does not hold.
+_UNLISTED = "<unlisted>"
 
 
 class Gateway:
@@ -43,6 +40,7 @@ class Gateway:
     def __init__(self, app: ASGIApp, access: AccessTable = ACCESS) -> None:
         self.app = app
         self.access = access
+        self._static = access.static
         self.handlers: dict[str, Handler] = {}
         self.service: Service | None = None
 
@@ -53,13 +51,20 @@ class Gateway:
             return
         method = scope["method"]
         path = scope["path"]
-        listed, role = self.access.lookup(method, path)
-        if listed and role is not None:
+        role = self._static.get((method, path), _UNLISTED)
+        if role is _UNLISTED:  # a templated route, or no route at all (Starlette's 404/405)
+            role = self.access.lookup(method, path)[1]
+        if role is not None:
             service = self.service
             try:
                 if service is None:  # not serving yet: refuse, never let anything through
                     raise AuthError("missing")
-                scope["principal"] = service.auth.authenticate(_authorization(scope), role)
+                authorization = None
+                for name, value in scope["headers"]:
+                    if name == b"authorization":
+                        authorization = value.decode("latin-1")
+                        break
+                scope["principal"] = service.auth.authenticate(authorization, role)
             except AuthError as exc:
                 await self._refuse(send, exc)
                 return

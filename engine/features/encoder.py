@@ -82,7 +82,9 @@ class LeadEncoder:
         for spec in self.specs:
             table: Any = None
             if spec.kind == "categorical":
-                table = {v: float(i) for i, v in enumerate(tables.categories[spec.name])}
+                table = CategoryCodes(
+                    {v: float(i) for i, v in enumerate(tables.categories[spec.name])}
+                )
             elif spec.kind == "text":
                 table = tables.token_weights[spec.name]
                 self._text_memo[spec.name] = {}
@@ -154,13 +156,9 @@ class LeadEncoder:
                     else:
                         value = str(value)
                 if kind == _CATEGORICAL:
-                    code = table.get(value)
-                    if code is None:
-                        code = table.get(normalise_category(value))
-                    if code is None:
-                        row[index] = NAN
-                    else:
-                        row[index] = code
+                    code = table[value]  # NaN when unseen (CategoryCodes)
+                    row[index] = code
+                    if code == code:
                         known += weight
                 else:
                     encoded = self._encode_text(name, value, table)
@@ -180,6 +178,32 @@ class LeadEncoder:
                     memo.clear()
                 memo[text] = encoded
         return encoded
+
+
+class CategoryCodes(dict[str, float]):
+    """A categorical feature's codes by canonical value, plus the spellings seen since.
+
+    Looking a value up (``codes[value]``) is one dict lookup when the value is canonical
+    or was seen before; otherwise ``__missing__`` normalises it (``normalise_category``:
+    case, white space, numbers), remembers the spelling's code (NaN when unseen at
+    training) and returns it. Leads repeat a few spellings (``"Toyota"``), so the
+    normalisation runs once per spelling, not once per lead. The spellings are bounded
+    like the text memo: at most ``TEXT_MEMO_SIZE`` of at most ``TEXT_MEMO_MAX_CHARS``,
+    forgotten all at once when full (the fitted codes stay).
+    """
+
+    def __init__(self, fitted: Mapping[str, float]) -> None:
+        super().__init__(fitted)
+        self._fitted = dict(fitted)
+
+    def __missing__(self, value: str) -> float:
+        code = self._fitted.get(normalise_category(value), NAN)
+        if len(value) <= TEXT_MEMO_MAX_CHARS:
+            if len(self) >= len(self._fitted) + TEXT_MEMO_SIZE:
+                self.clear()
+                self.update(self._fitted)
+            self[value] = code
+        return code
 
 
 def text_value(text: str, weights: Mapping[str, float]) -> float:

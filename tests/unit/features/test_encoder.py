@@ -135,3 +135,18 @@ def test_booleans_and_zip_like_categories(served, code):
     row = np.full(4, -7.0)
     LeadEncoder(SPECS, tables).encode_into({"age": 30, "make": served}, row)
     assert (math.isnan(row[2]) and code is None) or row[2] == code
+
+
+def test_category_spellings_are_memoised_within_bounds():
+    from engine.features.encoder import TEXT_MEMO_MAX_CHARS, CategoryCodes
+
+    codes = CategoryCodes({"toyota": 0.0, "ford": 1.0})
+    assert codes["Toyota "] == 0.0 and "Toyota " in codes  # normalised once, remembered
+    assert math.isnan(codes["tesla"]) and "tesla" in codes  # unseen: NaN, remembered
+    long_value = "Ford" + " " * TEXT_MEMO_MAX_CHARS
+    assert codes[long_value] == 1.0 and long_value not in codes  # too long to keep
+    for i in range(TEXT_MEMO_SIZE + 10):
+        codes[f"make {i}"]
+    # Full: the spellings were forgotten at once, the fitted codes stayed.
+    assert len(codes) <= 2 + TEXT_MEMO_SIZE
+    assert codes["toyota"] == 0.0 and codes["ford"] == 1.0 and "Toyota " not in codes
