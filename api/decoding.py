@@ -45,8 +45,8 @@ import msgspec
 from api.errors import ApiError, decode_error, echo
 from api.schemas import BATCH_DECODER, SCORE_DECODER, BatchRequest, ScoreRequest
 
-_TOO_DEEP = "request body nests arrays or objects too deeply"
-_NOT_UTF8 = "request body is not valid JSON: a string is not valid UTF-8"
+TOO_DEEP = "request body nests arrays or objects too deeply"
+NOT_UTF8 = "request body is not valid JSON: a string is not valid UTF-8"
 _LONE = "request body is not valid JSON: a \\u escape is half of a UTF-16 surrogate pair"
 _NOT_PRINTABLE = "must not contain control or other non-printable characters"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -112,9 +112,9 @@ def _decode_failure(exc: Exception, raw: bytes) -> Exception:
             return ApiError(400, "invalid_json", _LONE)
         return decode_error(exc)
     if isinstance(exc, UnicodeDecodeError):
-        return ApiError(400, "invalid_json", _NOT_UTF8)
+        return ApiError(400, "invalid_json", NOT_UTF8)
     if isinstance(exc, RecursionError):
-        return ApiError(400, "invalid_json", _TOO_DEEP)
+        return ApiError(400, "invalid_json", TOO_DEEP)
     return exc
 
 
@@ -150,13 +150,13 @@ def check_unique_keys(raw: bytes) -> None:
     except _DuplicateKey:
         pass
     except RecursionError:
-        raise ApiError(400, "invalid_json", _TOO_DEEP) from None
+        raise ApiError(400, "invalid_json", TOO_DEEP) from None
     except ValueError:
         raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
     try:
         field, key = _duplicate_path(_PAIRS.decode(raw.decode()))
     except RecursionError:  # the repeat came before a part nested too deeply
-        raise ApiError(400, "invalid_json", _TOO_DEEP) from None
+        raise ApiError(400, "invalid_json", TOO_DEEP) from None
     raise ApiError(400, "duplicate_key", f"an object repeats the key {key!r}", field)
 
 

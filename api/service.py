@@ -11,6 +11,7 @@ from starlette.responses import Response
 from api import metrics
 from api.auth import Authenticator, AuthError
 from api.deadlines import BODY_DEADLINES, HEAD_DEADLINES
+from api.decoding import NOT_UTF8, TOO_DEEP
 from api.errors import ApiError, decode_error, error_response
 from api.logging import loggable_field
 from api.runtime import ModelRuntime, ReloadFailed
@@ -52,6 +53,8 @@ class Service:
         names the type, status and field, never a value the client sent.
         """
         error = self.to_api_error(exc)
+        if isinstance(exc, ReloadFailed):  # the admin routes know no vertical; the error does
+            vertical = metrics.vertical_label(exc.vertical, self.verticals)
         metrics.SCORING_ERRORS.labels(error.type, vertical, self.settings.environment).inc()
         if error.status < 500 and log.isEnabledFor(logging.INFO):
             log.info(
@@ -89,9 +92,9 @@ class Service:
             # for nesting past the recursion limit; the scoring routes map them at decode
             # (api.decoding), every other route's body lands here.
             case UnicodeDecodeError():
-                return ApiError(400, "invalid_json", "request body is not valid UTF-8")
+                return ApiError(400, "invalid_json", NOT_UTF8)
             case RecursionError():
-                return ApiError(400, "invalid_json", "request body nests too deeply")
+                return ApiError(400, "invalid_json", TOO_DEEP)
             case LeadError():
                 return ApiError(422, "validation_error", exc.reason, exc.field)
             case UnknownVertical():

@@ -24,10 +24,8 @@ file renamed into place only when the whole export succeeded.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from engine.archive.keys import ArchiveKeys
 from engine.archive.reader import Problem, read_vertical
 from engine.config import ModelConfig, feature_specs
 from engine.errors import UnknownVertical
+from engine.store.layout import atomic_write
 
 META_COLUMNS = ("lead_id", "scored_at", "model_version", "score", "accepted")
 
@@ -198,16 +197,11 @@ def _problem(
 
 
 def _write(out: Path, rows: list[list[str]], delimiter: str) -> None:
-    temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    """Replace ``out`` with the CSV atomically, readable by the owner only (it holds PII)."""
+    text = io.StringIO()
+    csv.writer(text, delimiter=delimiter, lineterminator="\n").writerows(rows)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            csv.writer(handle, delimiter=delimiter, lineterminator="\n").writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temp.replace(out)
+        atomic_write(out, text.getvalue().encode("utf-8"), mode=0o600)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
         raise ArchiveError(f"cannot write {out}: {exc.strerror}") from None

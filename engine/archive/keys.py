@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from engine.archive.errors import ArchiveKeyError
+from engine.store.layout import atomic_write, write_file_synced
 
 KEY_BYTES = 32  # AES-256
 CURRENT = "CURRENT"
@@ -61,32 +62,11 @@ def create_key(directory: Path, *, make_current: bool = True) -> str:
     """
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     kid = new_key_id()
-    path = directory / (kid + KEY_SUFFIX)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, secrets.token_bytes(KEY_BYTES).hex().encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    key = secrets.token_bytes(KEY_BYTES).hex().encode() + b"\n"
+    write_file_synced(directory / (kid + KEY_SUFFIX), key, mode=0o600)  # never overwrites
     if make_current:
-        _write_current(directory, kid)
+        atomic_write(directory / CURRENT, kid.encode() + b"\n", mode=0o600)
     return kid
-
-
-def _write_current(directory: Path, kid: str) -> None:
-    temp = directory / f".{CURRENT}.{os.getpid()}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, kid.encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    temp.replace(directory / CURRENT)
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class ArchiveKeys:

@@ -22,18 +22,11 @@ import time
 from pathlib import Path
 
 from engine.archive.errors import ArchiveError
+from engine.store.layout import fsync_dir
 
 DIR_VARIABLE = "LEAD_ARCHIVE_DIR"
 OPEN_SUFFIX = ".jsonl.open"
 CLOSED_SUFFIX = ".jsonl"
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Segment:
@@ -56,7 +49,7 @@ class Segment:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
         self._fd: int | None = os.open(self.path, flags, 0o600)
         self.size = 0
-        _fsync_dir(directory)  # the new name survives a crash, so its records are found
+        fsync_dir(directory)  # the new name survives a crash, so its records are found
 
     def append(self, data: bytes) -> None:
         """Append whole records (``O_APPEND``; a short write is continued)."""
@@ -78,7 +71,7 @@ class Segment:
             os.close(fd)
         closed = self.path.with_name(self.path.name.removesuffix(OPEN_SUFFIX) + CLOSED_SUFFIX)
         self.path.replace(closed)
-        _fsync_dir(closed.parent)
+        fsync_dir(closed.parent)
         self.path = closed
         return closed
 

@@ -429,12 +429,19 @@ def test_a_tampered_version_is_refused_and_the_old_one_serves_on(
     mark = load.mark()
     rejections = metric(server, "ml_model_rejections_total", vertical="auto", reason=reason)
     logged = len(refusal_logs(server, "auto"))
+    refused_calls = metric(
+        server, "ml_scoring_errors_total", error_type="reload_failed", vertical="auto"
+    )
     version, path = candidate(bench)
     tamper(bench, path)
 
     # 1. Asked for by version: refused before CURRENT moves; nothing else changes.
     reply = reload_api(bench, {"auto": version})
     assert reply.status == 409 and reply.json["error"]["type"] == "reload_failed", reply
+    assert (
+        metric(server, "ml_scoring_errors_total", error_type="reload_failed", vertical="auto")
+        == refused_calls + 1
+    )
     assert reply.json["error"]["field"] == "versions.auto"
     message = reply.json["error"]["message"]
     assert message.startswith(f"auto: version {version} refused: ")
