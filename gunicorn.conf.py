@@ -9,7 +9,10 @@
 - SIGHUP means "reload models in place": the master bumps the shared reload generation
   and every worker switches without restarting (gunicorn's default would restart them:
   a latency spike, cold caches and stale metrics files).
-- ``child_exit`` marks dead workers for prometheus and frees their slot.
+- ``child_exit`` retires a dead worker's metrics files (its gauges dropped, its counters
+  folded into one retired file: ``api.metrics_files``) and frees its slot.
+- ``when_ready`` exports ``WORKERS`` and the alert thresholds of ``MONITORING_CONFIG``, and
+  the master reports its own CPU and memory at every scrape.
 - With ``TLS_CERT_FILE`` / ``TLS_KEY_FILE`` set, gunicorn's ``certfile`` / ``keyfile``
   carry them to the workers, which serve TLS 1.3 only (``api.worker``, ``api.tls``);
   ``on_starting`` loads the pair once so that a bad one stops the master, not every
@@ -88,9 +91,17 @@ def on_starting(server: Any) -> None:
 
 def when_ready(server: Any) -> None:
     """Serve /metrics from the master and make SIGHUP reload models in place."""
-    from api.metrics import serve_metrics
+    from api import metrics
+    from api.metrics_files import serve_metrics
+    from api.process_stats import ProcessReporter
 
-    serve_metrics(_settings.metrics_port)
+    env = _settings.environment
+    metrics.WORKERS_CONFIGURED.labels(env).set(workers)
+    # MONITORING_CONFIG is the one place the alert rules' thresholds come from.
+    for name, value in _settings.monitoring.alert_thresholds().items():
+        metrics.ALERT_THRESHOLD.labels(name, env).set(value)
+    master = ProcessReporter("master", env, interval=0.0)  # sampled at every scrape
+    serve_metrics(_settings.metrics_port, refresh=master.sample)
 
     def handle_hup() -> None:
         generation = _master["state"].bump()
@@ -125,9 +136,9 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Drop the dead worker's live metrics and free its reload slot."""
-    from api.metrics import mark_process_dead
+    """Retire the dead worker's metrics files and free its reload slot."""
+    from api.metrics_files import retire_process
 
-    mark_process_dead(worker.pid)
+    retire_process(worker.pid)
     if "state" in _master:
         _master["state"].release(getattr(worker, "slot", 0), worker.pid)

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import engine
-from api import credentials, http_protocol, metrics
+from api import credentials, http_protocol, metrics, worker_metrics
 from api.access import ACCESS
 from api.archive import open_lead_archive
 from api.auth import Authenticator
@@ -106,6 +106,9 @@ def create_app(settings: ServiceSettings | None = None) -> Gateway:
             lambda kind: metrics.SCORING_ERRORS.labels(kind, "unknown", settings.environment).inc()
         )
         gateway.service = service
+        gateway.recorder = worker_metrics.start(
+            service, (route.path for route in app.router.routes if isinstance(route, Route))
+        )
         service.runtime.start_watching()
         log.info("worker ready", extra={"versions": service.runtime.versions()})
         try:

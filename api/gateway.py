@@ -7,22 +7,30 @@ runs. Then scoring POSTs go straight to their raw ASGI handlers (``api.routes.sc
 the hot path: no middleware stack), and everything else to the Starlette application.
 A path the table does not list (so not a route: the startup check guarantees that) goes
 to Starlette, which answers 404 or 405.
+
+Every HTTP request is timed here, refusals and failures included, and handed to the
+worker's ``api.request_metrics.RequestRecorder`` with its status: the scoring handlers
+return theirs; for the rest, ``send`` is watched for the response start.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
 from api.access import ACCESS, AccessTable
 from api.auth import AuthError
 from api.errors import error_body
+from api.request_metrics import RequestRecorder
 from api.service import Service
 
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+# A raw ASGI handler that returns the status it answered with.
+Handler = Callable[[Scope, Receive, Send], Awaitable[int]]
 _JSON = b"application/json"
+_clock = time.perf_counter
 
 
 # Not a role (roles are names from api.auth.GRANTS): marks a path the dict does not hold.
@@ -43,12 +51,14 @@ class Gateway:
         self._static = access.static
         self.handlers: dict[str, Handler] = {}
         self.service: Service | None = None
+        self.recorder: RequestRecorder | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Authorise and dispatch one ASGI event."""
+        """Authorise, dispatch and time one ASGI event."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = _clock()
         method = scope["method"]
         path = scope["path"]
         role = self._static.get((method, path), _UNLISTED)
@@ -67,13 +77,38 @@ class Gateway:
                 scope["principal"] = service.auth.authenticate(authorization, role)
             except AuthError as exc:
                 await self._refuse(send, exc)
+                if self.recorder is not None:
+                    self.recorder.observe(path, exc.status, _clock() - started)
                 return
-        if method == "POST":
-            handler = self.handlers.get(path)
+        # Inline, not in a helper coroutine: this is every request's path (the scoring
+        # handlers' above all), and a coroutine frame costs more than the timing itself.
+        handler = self.handlers.get(path) if method == "POST" else None
+        recorder = self.recorder
+        if recorder is None:  # lifespan startup not done (uvicorn serves nothing yet)
+            await (handler or self.app)(scope, receive, send)
+            return
+        recorder.in_flight += 1
+        status = 500  # what uvicorn answers if the application raises
+        try:
             if handler is not None:
-                await handler(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                status = await handler(scope, receive, send)
+            else:
+                status = await self._application(scope, receive, send)
+        finally:
+            recorder.in_flight -= 1
+            recorder.observe(path, status, _clock() - started)
+
+    async def _application(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Serve a request through Starlette; return the status it answered with."""
+        answered = [500]  # uvicorn's answer if the app sends no response start
+
+        async def watched_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered[0] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, watched_send)
+        return answered[0]
 
     async def _refuse(self, send: Send, exc: AuthError) -> None:
         """Answer a refused request (counted by reason and by error type, and logged)."""

@@ -3,7 +3,7 @@
 ``PROMETHEUS_MULTIPROC_DIR`` must be set before this module is imported (gunicorn.conf.py
 sets it in the master, so every worker inherits it); each worker then writes its values
 to mmap'd files there, and the master aggregates them on every scrape
-(``serve_metrics``). Every gauge declares its ``multiprocess_mode``. Labels stay low
+(``api.metrics_files``). Every gauge declares its ``multiprocess_mode``. Labels stay low
 cardinality: ``vertical`` is one of the configured verticals or ``unknown``, never a
 caller's raw string.
 
@@ -39,23 +39,50 @@ Metrics:
 - ``ml_archive_records_total{outcome,environment}``: scored leads offered to the opt-in
   lead archive: ``written``, ``dropped`` (buffer full: the disk cannot keep up) or
   ``failed`` (a write error, logged). Absent when the archive is off.
+- ``ml_http_request_duration_seconds{route,status_class,environment}``: every request on
+  the service port, failures included (auth refusals, 4xx, 5xx), from the gateway's
+  first look to the response handed to the transport; ``route`` is the route's path or
+  ``other``, ``status_class`` ``2xx``..``5xx``. The latency alert uses this one on the
+  scoring routes, so a slow failure pages (``ml_scoring_latency_seconds`` keeps the
+  seed's meaning: successful scoring by vertical).
+- ``ml_slow_requests_total{route,environment}``: requests slower than
+  ``MONITORING_CONFIG``'s ``thresholds.latency_ms`` (``api.monitoring_config``).
+- ``ml_leads_accepted_total{vertical,environment}``: scored leads at or above their
+  vertical's threshold; acceptance rate = accepted / scored.
+- ``ml_lead_price{vertical,environment}``: prices quoted (histogram, in the vertical's
+  currency).
+- ``ml_batch_size{vertical,environment}``: leads per batch request (histogram).
+- ``ml_requests_in_flight{environment}``: requests being served, summed over live
+  workers (each worker sets its count at every watcher tick, ~50 ms).
+- ``ml_model_loaded{vertical,environment}``: 1 when every live worker has a model for the
+  vertical (``livemin``: one worker without is enough to show 0).
+- ``ml_process_cpu_seconds_total``, ``ml_process_resident_memory_bytes``,
+  ``ml_process_open_fds``, ``ml_process_start_time_seconds`` ``{process,environment}``:
+  resource use of the master (``process="master"``) and of each worker slot
+  (``worker-<slot>``: a replacement takes its predecessor's slot, so the label set is
+  bounded and the CPU counter of a slot keeps growing across replacements).
+- ``ml_worker_starts_total{process,environment}``: worker processes started per slot (1
+  after a clean start; each replacement adds one).
+- ``ml_workers_live{environment}`` (one per live worker, summed) and
+  ``ml_workers_configured{environment}`` (the master's ``WORKERS``).
+- ``ml_alert_threshold{name,environment}``: the alert rules' thresholds from
+  ``MONITORING_CONFIG`` (absent when its ``alerts`` is false).
+- ``ml_cache_lookups_total{vertical,result,environment}``: prediction-cache lookups by
+  ``hit``/``miss``; present at 0 until the cache exists.
+
+Dead workers: every gauge is a ``live*`` mode, so ``mark_process_dead`` drops a dead
+worker's gauges; its counters and histograms are folded into one retired file
+(``api.metrics_files``), so totals stay monotonic and scrape cost does not grow with
+replacements.
 """
 
 from __future__ import annotations
 
 import bisect
-import os
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    start_http_server,
-)
-from prometheus_client import multiprocess as _multiprocess
+from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005,
@@ -126,6 +153,96 @@ MODEL_UNSERVED = Gauge(
 RELOAD_HOOK_FAILURES = Counter(
     "ml_reload_hook_failures_total", "Reload hooks that raised.", ["environment"]
 )
+REQUEST_DURATION = Histogram(
+    "ml_http_request_duration_seconds",
+    "Server time of every request on the service port, by route and status class.",
+    ["route", "status_class", "environment"],
+    buckets=LATENCY_BUCKETS,
+)
+SLOW_REQUESTS = Counter(
+    "ml_slow_requests_total",
+    "Requests slower than MONITORING_CONFIG thresholds.latency_ms, by route.",
+    ["route", "environment"],
+)
+LEADS_ACCEPTED = Counter(
+    "ml_leads_accepted_total",
+    "Scored leads whose score reached the vertical's threshold.",
+    ["vertical", "environment"],
+)
+PRICE_BUCKETS = (5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200, 300)
+LEAD_PRICE = Histogram(
+    "ml_lead_price",
+    "Prices quoted for scored leads, in the vertical's currency.",
+    ["vertical", "environment"],
+    buckets=PRICE_BUCKETS,
+)
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+BATCH_SIZE = Histogram(
+    "ml_batch_size",
+    "Leads per batch scoring request.",
+    ["vertical", "environment"],
+    buckets=BATCH_SIZE_BUCKETS,
+)
+REQUESTS_IN_FLIGHT = Gauge(
+    "ml_requests_in_flight",
+    "Requests being served (sampled every watcher tick), summed over live workers.",
+    ["environment"],
+    multiprocess_mode="livesum",
+)
+MODEL_LOADED = Gauge(
+    "ml_model_loaded",
+    "1 when every live worker has a model for the vertical.",
+    ["vertical", "environment"],
+    multiprocess_mode="livemin",
+)
+PROCESS_CPU = Counter(
+    "ml_process_cpu_seconds_total",
+    "CPU time (user + system) of the master and of each worker slot.",
+    ["process", "environment"],
+)
+PROCESS_RSS = Gauge(
+    "ml_process_resident_memory_bytes",
+    "Resident memory of the master and of each worker slot.",
+    ["process", "environment"],
+    multiprocess_mode="livemax",
+)
+PROCESS_FDS = Gauge(
+    "ml_process_open_fds",
+    "Open file descriptors of the master and of each worker slot.",
+    ["process", "environment"],
+    multiprocess_mode="livemax",
+)
+PROCESS_START = Gauge(
+    "ml_process_start_time_seconds",
+    "Start time (Unix seconds) of the master and of each worker slot's process.",
+    ["process", "environment"],
+    multiprocess_mode="livemax",
+)
+WORKER_STARTS = Counter(
+    "ml_worker_starts_total",
+    "Worker processes started in each slot (each replacement adds one).",
+    ["process", "environment"],
+)
+WORKERS_LIVE = Gauge(
+    "ml_workers_live", "Live workers serving.", ["environment"], multiprocess_mode="livesum"
+)
+WORKERS_CONFIGURED = Gauge(
+    "ml_workers_configured",
+    "Workers the master is configured to run.",
+    ["environment"],
+    multiprocess_mode="livemax",
+)
+ALERT_THRESHOLD = Gauge(
+    "ml_alert_threshold",
+    "Alert rule thresholds from MONITORING_CONFIG (absent when its alerts is false).",
+    ["name", "environment"],
+    multiprocess_mode="livemax",
+)
+CACHE_LOOKUPS = Counter(
+    "ml_cache_lookups_total",
+    "Prediction cache lookups by result (hit, miss).",
+    ["vertical", "result", "environment"],
+)
 
 
 class BufferedHistogram:
@@ -149,20 +266,18 @@ class BufferedHistogram:
         self._bounds = tuple(child._upper_bounds)
         self._counts = [0] * len(self._bounds)
         self._total = 0.0
-        self._pending = False
 
     def observe(self, value: float) -> None:
         """Record one observation (same bucket rule as prometheus: ``value <= bound``)."""
         self._counts[bisect.bisect_left(self._bounds, value)] += 1
         self._total += value
-        self._pending = True
 
     def flush(self) -> None:
         """Add the buffered observations to the shared histogram."""
-        if not self._pending:
+        if not any(self._counts):
             return
         counts, self._counts = self._counts, [0] * len(self._bounds)
-        total, self._total, self._pending = self._total, 0.0, False
+        total, self._total = self._total, 0.0
         self._child._sum.inc(total)
         for bucket, count in zip(self._child._buckets, counts, strict=True):
             if count:
@@ -190,20 +305,3 @@ class BufferedCounter:
 def vertical_label(vertical: object, known: Iterable[str]) -> str:
     """Return ``vertical`` if configured, else ``unknown`` (bounded label values)."""
     return vertical if isinstance(vertical, str) and vertical in known else "unknown"
-
-
-def serve_metrics(port: int, address: str = "0.0.0.0") -> None:
-    """Serve ``/metrics`` aggregated over all worker processes (call in the master).
-
-    A ``MultiProcessCollector`` reads every process's files at each scrape, so the
-    registry always reflects live workers and the ones marked dead.
-    """
-    registry = CollectorRegistry()
-    _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    start_http_server(port, addr=address, registry=registry)
-
-
-def mark_process_dead(pid: int) -> None:
-    """Drop a dead worker's live gauges (call from gunicorn's ``child_exit``)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        _multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -296,6 +296,7 @@ class ModelRuntime:
             metrics.MODEL_UNSERVED.labels(vertical, self.environment).set(
                 0 if new.problem is None else 1
             )
+            metrics.MODEL_LOADED.labels(vertical, self.environment).set(model is not None)
             if new.reason is not None and (
                 old is None
                 or (old.reason, old.active, old.served) != (new.reason, new.active, new.served)

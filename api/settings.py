@@ -21,8 +21,9 @@
 | ``BODY_TIMEOUT_SECONDS`` | ``10`` | a request body still arriving after this gets 408 |
 | ``HEADER_TIMEOUT_SECONDS`` | ``10`` | a request head (or a new connection's first |
 |  |  | request) not complete after this gets 408 and the connection is closed |
-| ``CACHE_CONFIG`` / ``MONITORING_CONFIG`` | unset | reserved for the cache and monitoring |
-|  |  | work; parsed now, used by later releases |
+| ``CACHE_CONFIG`` | unset | reserved for the cache work; parsed now, used later |
+| ``MONITORING_CONFIG`` | the seed's thresholds | JSON: ``alerts`` and ``thresholds`` |
+|  |  | (slow requests, the alert rules' thresholds: ``api.monitoring_config``) |
 | ``TLS_CERT_FILE`` / ``TLS_KEY_FILE`` | unset | PEM certificate chain and private key: |
 |  |  | set both to serve TLS 1.3 only (``api.tls``), neither for plain HTTP |
 | ``LEAD_ARCHIVE_DIR`` | unset (off) | keep scored leads there, PII sealed (``engine.archive``) |
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import msgspec
 
+from api.monitoring_config import MonitoringConfig, MonitoringError, parse_monitoring_config
 from engine.archive.keys import DEFAULT_KEYS_DIR as DEFAULT_ARCHIVE_KEYS
 from engine.settings import DEFAULT_CONFIG, DEFAULT_TRUSTED_KEYS
 
@@ -73,7 +75,7 @@ class ServiceSettings(msgspec.Struct, frozen=True):
     max_body_bytes: int
     max_batch: int
     cache_config: str | None
-    monitoring_config: str | None
+    monitoring: MonitoringConfig = MonitoringConfig()
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     max_batch_body_bytes: int = 500 * BATCH_LEAD_BYTES
@@ -129,6 +131,13 @@ def _tls_files(environ: Mapping[str, str]) -> tuple[Path | None, Path | None]:
     return (Path(cert) if cert else None), (Path(key) if key else None)
 
 
+def _monitoring(environ: Mapping[str, str]) -> MonitoringConfig:
+    try:
+        return parse_monitoring_config(environ.get("MONITORING_CONFIG"))
+    except MonitoringError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
     """Parse the service settings from ``environ``.
 
@@ -170,7 +179,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
         body_timeout_seconds=float(_int(environ, "BODY_TIMEOUT_SECONDS", 10, 1, 3600)),
         header_timeout_seconds=float(_int(environ, "HEADER_TIMEOUT_SECONDS", 10, 1, 3600)),
         cache_config=environ.get("CACHE_CONFIG") or None,
-        monitoring_config=environ.get("MONITORING_CONFIG") or None,
+        monitoring=_monitoring(environ),
         tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file,
         lead_archive_dir=Path(archive_dir) if archive_dir else None,

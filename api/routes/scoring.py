@@ -27,10 +27,12 @@ from api.schemas import (
     ErrorDetail,
     ScoreResponse,
 )
+from api.scoring_metrics import VerticalMetrics
 from api.service import Service
 from engine.scoring.result import LeadFailure, ScoreResult
 
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+# A handler returns the status it answered with (the gateway times every request).
+Handler = Callable[[Scope, Receive, Send], Awaitable[int]]
 _JSON = b"application/json"
 _CLOSE = [(b"connection", b"close")]
 
@@ -79,31 +81,26 @@ def handlers(service: Service) -> dict[str, Handler]:
     batch_limit = service.settings.max_batch_body_bytes
     max_batch = service.settings.max_batch
     scorer = service.runtime.scorer
-    latency = {
-        v: metrics.BufferedHistogram(metrics.SCORING_LATENCY.labels(v, env))
-        for v in (*service.verticals, "unknown")
-    }
-    scored = {
-        v: metrics.BufferedCounter(metrics.LEADS_SCORED.labels(v, env)) for v in service.verticals
-    }
-    service.runtime.tick_hooks.extend(b.flush for b in latency.values())
-    service.runtime.tick_hooks.extend(b.flush for b in scored.values())
+    stats = {v: VerticalMetrics(v, env) for v in service.verticals}
+    # Buffered on the request path, written to the shared files at each watcher tick.
+    service.runtime.tick_hooks.extend(m.flush for m in stats.values())
     clock = time.perf_counter
     known = service.verticals
     keep = service.archive.keep if service.archive is not None else None  # opt-in lead archive
 
-    async def fail(send: Send, exc: Exception, vertical: str) -> None:
+    async def fail(send: Send, exc: Exception, vertical: str) -> int:
         error = service.reject(exc, vertical)
         body = error_body(error.type, error.message, error.field)
         extra = _CLOSE if error.closes_connection else None
         await _send_json(send, error.status, body, extra)
+        return error.status
 
     async def checked_body(scope: Scope, receive: Receive, limit: int = limit) -> bytes:
         """Return the checked JSON body (at most ``limit``); the gateway authorised it."""
         content_type, content_length = _request_headers(scope)
         return await read_body(receive, content_type, content_length, limit)
 
-    async def score(scope: Scope, receive: Receive, send: Send) -> None:
+    async def score(scope: Scope, receive: Receive, send: Send) -> int:
         started = clock()
         vertical = "unknown"
         try:
@@ -112,15 +109,14 @@ def handlers(service: Service) -> dict[str, Handler]:
             result = scorer.score(body.vertical, body.lead_data, explain=body.explain)
             payload = ENCODER.encode(_response(result, vertical, body.lead_id))
         except Exception as exc:  # every failure is answered and counted
-            await fail(send, exc, vertical)
-            return
+            return await fail(send, exc, vertical)
         await _send_json(send, 200, payload)
-        latency[vertical].observe(clock() - started)
-        scored[vertical].inc()
+        stats[vertical].single(clock() - started, result)
         if keep is not None:
             keep(body.vertical, body.lead_data, body.lead_id, result)
+        return 200
 
-    async def score_batch(scope: Scope, receive: Receive, send: Send) -> None:
+    async def score_batch(scope: Scope, receive: Receive, send: Send) -> int:
         started = clock()
         vertical = "unknown"
         try:
@@ -140,10 +136,10 @@ def handlers(service: Service) -> dict[str, Handler]:
                 body.vertical, [lead.lead_data for lead in body.leads], explain=body.explain
             )
         except Exception as exc:  # every failure is answered and counted
-            await fail(send, exc, vertical)
-            return
+            return await fail(send, exc, vertical)
         items: list[BatchItem] = []
         failed = 0
+        counted = stats[vertical]
         for index, (lead, result) in enumerate(zip(body.leads, results, strict=True)):
             if isinstance(result, LeadFailure):
                 failed += 1
@@ -154,14 +150,15 @@ def handlers(service: Service) -> dict[str, Handler]:
             else:
                 scored_lead = _response(result, vertical, lead.lead_id)
                 items.append(BatchItem(index, lead.lead_id, result=scored_lead))
+                counted.lead(result)
                 if keep is not None:
                     keep(body.vertical, lead.lead_data, lead.lead_id, result)
         if failed:
             metrics.SCORING_ERRORS.labels("validation_error", vertical, env).inc(failed)
         payload = BatchResponse(vertical, version, items, len(items) - failed, failed)
         await _send_json(send, 200, ENCODER.encode(payload))
-        latency[vertical].observe(clock() - started)
-        scored[vertical].inc(len(items) - failed)
+        counted.batch(clock() - started, len(items))
+        return 200
 
     return {"/api/v1/score": score, "/api/v1/score/batch": score_batch}
 

@@ -194,7 +194,7 @@ class ServiceProcess:
             self.process.wait(timeout=5)
 
 
-def metric_value(text: str, name: str, **labels: str) -> float:
+def metric_value(text: str, name: str, /, **labels: str) -> float:
     """Sum the samples of ``name`` whose labels include ``labels``."""
     total = 0.0
     found = False
