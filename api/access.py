@@ -43,6 +43,8 @@ class AccessTable:
         # Static paths by (method, path), HEAD included: the gateway's one dict lookup.
         self.static: dict[tuple[str, str], str | None] = {}
         self._templated: list[tuple[str, re.Pattern[str], str | None]] = []
+        # Every listed path: the route labels of the request metrics.
+        self.paths = frozenset(path for _, path in table)
         for (method, path), role in table.items():
             if "{" in path:
                 self._templated.append((method, compile_path(path)[0], role))

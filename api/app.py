@@ -96,7 +96,8 @@ def create_app(settings: ServiceSettings | None = None) -> Gateway:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service = build_service(settings)
-        scoring_handlers = scoring.handlers(service)
+        recorder = worker_metrics.start(service, ACCESS.paths)
+        scoring_handlers = scoring.handlers(service, recorder)
         app.router.routes.extend(
             (*scoring.routes(scoring_handlers), *models.routes(service), *health.routes(service))
         )
@@ -106,9 +107,7 @@ def create_app(settings: ServiceSettings | None = None) -> Gateway:
             lambda kind: metrics.SCORING_ERRORS.labels(kind, "unknown", settings.environment).inc()
         )
         gateway.service = service
-        gateway.recorder = worker_metrics.start(
-            service, (route.path for route in app.router.routes if isinstance(route, Route))
-        )
+        gateway.recorder = recorder
         service.runtime.start_watching()
         log.info("worker ready", extra={"versions": service.runtime.versions()})
         try:

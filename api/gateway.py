@@ -8,9 +8,11 @@ the hot path: no middleware stack), and everything else to the Starlette applica
 A path the table does not list (so not a route: the startup check guarantees that) goes
 to Starlette, which answers 404 or 405.
 
-Every HTTP request is timed here, refusals and failures included, and handed to the
-worker's ``api.request_metrics.RequestRecorder`` with its status: the scoring handlers
-return theirs; for the rest, ``send`` is watched for the response start.
+Every HTTP request is timed from here, refusals and failures included, into the
+worker's ``api.request_metrics.RequestRecorder``: the scoring handlers get the start,
+record their own 200s (with their vertical's latency, one observation for both) and
+return any other status for the gateway to record; for the other routes, ``send`` is
+watched for the response start.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from api.errors import error_body
 from api.request_metrics import RequestRecorder
 from api.service import Service
 
-# A raw ASGI handler that returns the status it answered with.
-Handler = Callable[[Scope, Receive, Send], Awaitable[int]]
+# A raw ASGI handler: gets the request's start on this clock, records its own 200s and
+# returns the status it answered with (api.routes.scoring).
+Handler = Callable[[Scope, Receive, Send, float], Awaitable[int]]
 _JSON = b"application/json"
 _clock = time.perf_counter
 
@@ -85,18 +88,22 @@ class Gateway:
         handler = self.handlers.get(path) if method == "POST" else None
         recorder = self.recorder
         if recorder is None:  # lifespan startup not done (uvicorn serves nothing yet)
-            await (handler or self.app)(scope, receive, send)
+            if handler is not None:
+                await handler(scope, receive, send, started)
+            else:
+                await self.app(scope, receive, send)
             return
         recorder.in_flight += 1
         status = 500  # what uvicorn answers if the application raises
         try:
             if handler is not None:
-                status = await handler(scope, receive, send)
+                status = await handler(scope, receive, send, started)
             else:
                 status = await self._application(scope, receive, send)
         finally:
             recorder.in_flight -= 1
-            recorder.observe(path, status, _clock() - started)
+            if status != 200 or handler is None:  # a handler records its own 200s
+                recorder.observe(path, status, _clock() - started)
 
     async def _application(self, scope: Scope, receive: Receive, send: Send) -> int:
         """Serve a request through Starlette; return the status it answered with."""

@@ -39,9 +39,10 @@ Metrics:
 - ``ml_archive_records_total{outcome,environment}``: scored leads offered to the opt-in
   lead archive: ``written``, ``dropped`` (buffer full: the disk cannot keep up) or
   ``failed`` (a write error, logged). Absent when the archive is off.
-- ``ml_http_request_duration_seconds{route,status_class,environment}``: every request on
-  the service port, failures included (auth refusals, 4xx, 5xx), from the gateway's
-  first look to the response handed to the transport; ``route`` is the route's path or
+- ``ml_http_request_duration_seconds{route,status_class,environment}``: every request the
+  application sees, failures included (auth refusals, 4xx, 5xx), from the gateway's
+  first look to the response handed to the transport (what the HTTP layer refuses
+  before, e.g. malformed HTTP, only counts as an error); ``route`` is the route's path or
   ``other``, ``status_class`` ``2xx``..``5xx``. The latency alert uses this one on the
   scoring routes, so a slow failure pages (``ml_scoring_latency_seconds`` keeps the
   seed's meaning: successful scoring by vertical).
@@ -271,6 +272,19 @@ class BufferedHistogram:
         """Record one observation (same bucket rule as prometheus: ``value <= bound``)."""
         self._counts[bisect.bisect_left(self._bounds, value)] += 1
         self._total += value
+
+    def observe_with(self, other: BufferedHistogram, value: float) -> None:
+        """Record ``value`` here and in ``other`` (same bounds): one bisect for both."""
+        index = bisect.bisect_left(self._bounds, value)
+        self._counts[index] += 1
+        self._total += value
+        other._counts[index] += 1
+        other._total += value
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        """The upper bounds of the buckets (``+Inf`` last)."""
+        return self._bounds
 
     def flush(self) -> None:
         """Add the buffered observations to the shared histogram."""

@@ -62,16 +62,17 @@ class RequestRecorder:
         """Record one finished request."""
         histogram = self._by_request.get((path, status))
         if histogram is None:
-            histogram = self._histogram(path, status)
+            histogram = self.histogram(path, status)
         histogram.observe(seconds)
         if seconds > self.slow_seconds:
-            self._slow_request(path, status, seconds)
+            self.slow_request(path, status, seconds)
 
-    def prepare(self, path: str, status: int) -> None:
-        """Create the series of ``path`` and ``status``'s class now, at 0."""
-        self._histogram(path, status)
+    def histogram(self, path: str, status: int) -> metrics.BufferedHistogram:
+        """The buffered histogram of ``path`` and ``status``'s class (created at 0).
 
-    def _histogram(self, path: str, status: int) -> metrics.BufferedHistogram:
+        The scoring handlers hold theirs for 200 and record into it directly (with their
+        per-vertical latency: ``api.scoring_metrics``), the hot path's shortest way.
+        """
         listed = path in self.routes
         route = path if listed else OTHER_ROUTE
         key = (route, status_class(status))
@@ -83,7 +84,8 @@ class RequestRecorder:
             self._by_request[(path, status)] = histogram
         return histogram
 
-    def _slow_request(self, path: str, status: int, seconds: float) -> None:
+    def slow_request(self, path: str, status: int, seconds: float) -> None:
+        """Count (and maybe log) a request slower than ``slow_seconds``."""
         route = path if path in self.routes else OTHER_ROUTE
         counter = self._slow.get(route)
         if counter is None:

@@ -61,4 +61,4 @@ def _create_event_series(service: Service, recorder: RequestRecorder) -> None:
             metrics.CACHE_LOOKUPS.labels(vertical, result, env)
     for route in SCORING_ROUTES:
         for status in WATCHED_STATUSES:
-            recorder.prepare(route, status)
+            recorder.histogram(route, status)

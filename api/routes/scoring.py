@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from api import metrics
 from api.decoding import decode_batch, decode_score
 from api.errors import ApiError, error_body, read_body
+from api.request_metrics import RequestRecorder
 from api.schemas import (
     ENCODER,
     BatchItem,
@@ -31,8 +32,11 @@ from api.scoring_metrics import VerticalMetrics
 from api.service import Service
 from engine.scoring.result import LeadFailure, ScoreResult
 
-# A handler returns the status it answered with (the gateway times every request).
-Handler = Callable[[Scope, Receive, Send], Awaitable[int]]
+# A handler gets the request's start (the gateway's clock) and returns the status it
+# answered with; it records its own 200s, the gateway every other outcome.
+Handler = Callable[[Scope, Receive, Send, float], Awaitable[int]]
+SCORE = "/api/v1/score"
+SCORE_BATCH = "/api/v1/score/batch"
 _JSON = b"application/json"
 _CLOSE = [(b"connection", b"close")]
 
@@ -73,15 +77,23 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-def handlers(service: Service) -> dict[str, Handler]:
-    """Build the two scoring handlers over ``service``, by path."""
+def handlers(service: Service, requests: RequestRecorder) -> dict[str, Handler]:
+    """Build the two scoring handlers over ``service``, by path.
+
+    A request answered 200 is timed here, from the gateway's start (``started``) to the
+    response handed over: its vertical's latency and the route's 2xx duration in one
+    observation (``api.scoring_metrics``). The gateway times every other outcome.
+    """
     env = service.settings.environment
     limit = service.settings.max_body_bytes
     # The batch route's own limit follows MAX_BATCH (MAX_BATCH_BODY_BYTES, api.settings).
     batch_limit = service.settings.max_batch_body_bytes
     max_batch = service.settings.max_batch
     scorer = service.runtime.scorer
-    stats = {v: VerticalMetrics(v, env) for v in service.verticals}
+    single_ok = requests.histogram(SCORE, 200)
+    batch_ok = requests.histogram(SCORE_BATCH, 200)
+    stats = {v: VerticalMetrics(v, env, single_ok, batch_ok) for v in service.verticals}
+    slow = requests.slow_seconds
     # Buffered on the request path, written to the shared files at each watcher tick.
     service.runtime.tick_hooks.extend(m.flush for m in stats.values())
     clock = time.perf_counter
@@ -100,8 +112,7 @@ def handlers(service: Service) -> dict[str, Handler]:
         content_type, content_length = _request_headers(scope)
         return await read_body(receive, content_type, content_length, limit)
 
-    async def score(scope: Scope, receive: Receive, send: Send) -> int:
-        started = clock()
+    async def score(scope: Scope, receive: Receive, send: Send, started: float) -> int:
         vertical = "unknown"
         try:
             body = decode_score(await checked_body(scope, receive))
@@ -111,13 +122,15 @@ def handlers(service: Service) -> dict[str, Handler]:
         except Exception as exc:  # every failure is answered and counted
             return await fail(send, exc, vertical)
         await _send_json(send, 200, payload)
-        stats[vertical].single(clock() - started, result)
+        elapsed = clock() - started
+        stats[vertical].single(elapsed, result)
+        if elapsed > slow:
+            requests.slow_request(SCORE, 200, elapsed)
         if keep is not None:
             keep(body.vertical, body.lead_data, body.lead_id, result)
         return 200
 
-    async def score_batch(scope: Scope, receive: Receive, send: Send) -> int:
-        started = clock()
+    async def score_batch(scope: Scope, receive: Receive, send: Send, started: float) -> int:
         vertical = "unknown"
         try:
             body = decode_batch(await checked_body(scope, receive, batch_limit))
@@ -157,10 +170,13 @@ def handlers(service: Service) -> dict[str, Handler]:
             metrics.SCORING_ERRORS.labels("validation_error", vertical, env).inc(failed)
         payload = BatchResponse(vertical, version, items, len(items) - failed, failed)
         await _send_json(send, 200, ENCODER.encode(payload))
-        counted.batch(clock() - started, len(items))
+        elapsed = clock() - started
+        counted.batch(elapsed, len(items))
+        if elapsed > slow:
+            requests.slow_request(SCORE_BATCH, 200, elapsed)
         return 200
 
-    return {"/api/v1/score": score, "/api/v1/score/batch": score_batch}
+    return {SCORE: score, SCORE_BATCH: score_batch}
 
 
 class _Endpoint:
@@ -170,8 +186,8 @@ class _Endpoint:
         self.handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one request."""
-        await self.handler(scope, receive, send)
+        """Serve one request (the gateway dispatches POSTs itself; this is the rest)."""
+        await self.handler(scope, receive, send, time.perf_counter())
 
 
 def routes(handlers_by_path: dict[str, Handler]) -> list[Route]:

@@ -34,13 +34,15 @@ import asyncio
 import logging
 import os
 import re
+import time
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
 
-from api import metrics
+from api import metrics, worker_metrics
+from api.access import ACCESS
 from api.app import build_service
 from api.auth import issue_token
 from api.routes import scoring
@@ -169,7 +171,8 @@ class Harness:
         """Serve the models of ``store`` (see ``build_store``)."""
         self.settings = load_settings(service_env(store))
         self.service = build_service(self.settings)
-        by_path = scoring.handlers(self.service)
+        recorder = worker_metrics.start(self.service, ACCESS.paths)
+        by_path = scoring.handlers(self.service, recorder)
         self.handlers = {name: by_path[path] for name, path in ROUTES.items()}
         signing = SigningKey.load(store / "jwt-keys" / "jwt-signing.key")
         self.token = issue_token(signing, "fuzz", "scorer", 24 * 3600).encode()
@@ -204,7 +207,8 @@ class Harness:
 
         self._unexpected.last = None
         try:
-            self.loop.run_until_complete(self.handlers[route](scope, upload.receive, send))
+            handler = self.handlers[route]
+            self.loop.run_until_complete(handler(scope, upload.receive, send, time.perf_counter()))
         except Exception as exc:
             raise InvariantBroken(f"the {route} handler raised {exc!r}") from exc
         if len(sent) != 2 or [m["type"] for m in sent] != [

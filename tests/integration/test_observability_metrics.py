@@ -23,7 +23,8 @@ VERTICALS = ("auto", "home", "health", "life")
 
 
 def lead(vertical: str) -> dict:
-    return json.loads((LEADS / f"{vertical}.json").read_text())
+    loaded: dict = json.loads((LEADS / f"{vertical}.json").read_text())
+    return loaded
 
 
 def value(text: str, name: str, /, **labels: str) -> float:

@@ -66,3 +66,22 @@ def test_json_log_lines(caplog):
     formatted = JsonFormatter().format(record)
     assert "\n" not in formatted and "boom" in json.loads(formatted)["exception"]
     assert logging_config("warning")["root"]["level"] == "WARNING"
+
+
+def test_observe_with_records_the_same_observation_in_both():
+    registry = CollectorRegistry()
+    one = Histogram("one", "o", buckets=LATENCY_BUCKETS, registry=registry)
+    two = Histogram("two", "t", buckets=LATENCY_BUCKETS, registry=registry)
+    both = Histogram("both", "b", buckets=LATENCY_BUCKETS, registry=registry)
+    first, second, direct = BufferedHistogram(one), BufferedHistogram(two), BufferedHistogram(both)
+    for value in (0.00005, 0.0003, 0.0003, 0.7, 9.0):
+        first.observe_with(second, value)
+        direct.observe(value)
+    for buffer in (first, second, direct):
+        buffer.flush()
+    for le in ("0.0001", "0.0005", "1.0", "+Inf"):
+        expected = registry.get_sample_value("both_bucket", {"le": le})
+        assert registry.get_sample_value("one_bucket", {"le": le}) == expected
+        assert registry.get_sample_value("two_bucket", {"le": le}) == expected
+    assert registry.get_sample_value("one_sum") == registry.get_sample_value("both_sum")
+    assert registry.get_sample_value("two_count") == 5
