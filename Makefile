@@ -10,14 +10,15 @@ export OMP_NUM_THREADS ?= 1
 DEMO_ROWS ?= 20000
 VERTICALS := auto home health life
 
-.PHONY: install lint format typecheck test test-fast bench models run clean help fuzz
+.PHONY: install lint format typecheck test test-fast bench models run clean help fuzz prometheus
 
 help:
 	@echo "make run       install, create demo keys and models if absent, start the service on :8000"
 	@echo "make test      install, lint, type-check and run every test (coverage >= 80%)"
 	@echo "make models    generate demo keys and train the four demo models into var/"
-	@echo "make bench     run the engine, HTTP and auth benchmarks (bench/)"
+	@echo "make bench     run the engine, HTTP, auth and scrape benchmarks (bench/)"
 	@echo "make fuzz      fuzz the scoring request path for FUZZ_SECONDS (default 600), growing tests/fuzz/corpus"
+	@echo "make prometheus  a local Prometheus (UI on :9091) scraping \`make run\` with the alert rules"
 	@echo "make format    apply ruff formatting"
 
 $(STAMP): pyproject.toml
@@ -91,11 +92,24 @@ fuzz: install
 	  $$fuzz -merge=1 tests/fuzz/corpus/$$route "$$work/$$route" 2>&1 | grep MERGE-OUTER | tail -1; \
 	done
 
+# A real Prometheus for `make run` (Debian package prometheus): the example config of
+# deploy/prometheus/ pointed at localhost's metrics port, with the service's alert rules;
+# its UI on :9091 (9090 is the service's metrics port). Data in var/prometheus/.
+PROMETHEUS_PORT ?= 9091
+prometheus:
+	@command -v prometheus >/dev/null || { echo "prometheus is not installed: apt-get install prometheus" >&2; exit 1; }
+	@mkdir -p var/prometheus
+	sed -e 's|ml-service:9090|localhost:9090|' -e 's|^  - alerts.yml|  - $(CURDIR)/deploy/prometheus/alerts.yml|' \
+	  deploy/prometheus/prometheus.yml > var/prometheus/prometheus.yml
+	exec prometheus --config.file=var/prometheus/prometheus.yml --storage.tsdb.path=var/prometheus/data \
+	  --web.listen-address=:$(PROMETHEUS_PORT)
+
 bench: models
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_auth.py
+	$(BIN)/python bench/bench_scrape.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
