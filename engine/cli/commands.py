@@ -170,6 +170,31 @@ def models_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def models_report(args: argparse.Namespace) -> int:
+    """Verify a version and print the path of its model report (or open it)."""
+    from engine.store.verify import verify_version
+
+    paths, config = _paths(args)
+    if args.vertical not in config.verticals:
+        raise UnknownVertical(args.vertical, list(config.verticals))
+    version = args.version or pointer.read_current(paths.model_path, args.vertical)
+    if version is None:
+        raise StoreError(f"{args.vertical} has no active version; name one with --version")
+    path = layout.version_dir(paths.model_path, args.vertical, version)
+    verified = verify_version(path, Keyring.load(paths.trusted_keys))  # the bytes are signed
+    if layout.REPORT_FILE not in verified.files:
+        raise StoreError(
+            f"{args.vertical} v{version} has no report (trained before reports existed)"
+        )
+    report = path / layout.REPORT_FILE
+    print(report)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(report.resolve().as_uri())
+    return 0
+
+
 def _v(version: str | None) -> str:
     return "none" if version is None else f"v{version}"
 

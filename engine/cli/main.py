@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = models_sub.add_parser("rollback", help="re-activate the previous version")
     rollback.add_argument("--vertical", required=True)
     rollback.set_defaults(handler=commands.models_rollback)
+    report = models_sub.add_parser(
+        "report", help="print the path of a version's model report (report.html), verified"
+    )
+    report.add_argument("--vertical", required=True)
+    report.add_argument("--version", help="default: the active version")
+    report.add_argument("--open", action="store_true", help="open it in the default browser")
+    report.set_defaults(handler=commands.models_report)
 
     score = sub.add_parser("score", help="score one lead with the active model")
     score.add_argument("--vertical", required=True)

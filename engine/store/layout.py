@@ -32,6 +32,8 @@ VERTICAL_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 VERSION_DIR_PREFIX = "v"
 TEMP_PREFIX = ".tmp-"
+# A version's model report (written by training, hashed in the manifest like any file).
+REPORT_FILE = "report.html"
 
 
 def parse_version(text: str) -> tuple[int, int, int]:

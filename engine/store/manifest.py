@@ -13,6 +13,10 @@ Fields (``format`` 1):
 - ``metrics``: holdout ROC AUC, precision and recall at ``threshold``, Brier score,
   log loss, expected calibration error, counts; the training run's best iteration.
 - ``reliability``: score bands on the holdout (see ``engine.scoring.confidence``).
+- ``calibration``: isotonic map from raw score to probability of conversion, fitted on
+  the holdout (see ``engine.monitoring.calibration``); used by estimated performance.
+  Optional: ``null`` or absent in manifests written before it existed, which load as
+  ``None`` (estimated performance then reads raw scores as probabilities).
 - ``importance``: normalised gain importance per feature (sums to 1).
 - ``reference_histograms``: per feature and for the score, for drift (PSI).
 - ``data_fingerprint``: sha256, size and row counts of the training CSV.
@@ -25,6 +29,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
+
+from engine.monitoring.calibration import Calibration
 
 MANIFEST_FORMAT = 1
 
@@ -110,6 +116,8 @@ class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     training: dict[str, Any]
     libraries: dict[str, str]
     format: int = MANIFEST_FORMAT
+    # Optional so manifests signed before calibration existed still verify and load.
+    calibration: Calibration | None = None
 
 
 _ENCODER = msgspec.json.Encoder(order="sorted")

@@ -13,6 +13,7 @@ from engine.store.manifest import Histogram
 
 HISTOGRAM_BINS = 10
 TOP_CATEGORIES = 20
+SCORE_HISTOGRAM_BINS = 10
 
 
 def holdout_metrics(
@@ -93,5 +94,7 @@ def reference_histograms(
             result[spec.name] = categorical_histogram(column, categories[spec.name])
         else:
             result[spec.name] = numeric_histogram(column)
-    result["__score__"] = numeric_histogram(scores, bins=20)
+    # 10 bins: the reference is the holdout (a few hundred to a few thousand scores), and
+    # finer bins would make its own sampling noise read as drift.
+    result["__score__"] = numeric_histogram(scores, bins=SCORE_HISTOGRAM_BINS)
     return result

@@ -7,7 +7,9 @@ out-of-fold values (their tables never saw the row's own label, so the model can
 learn a leak it would not have at serving); fit LightGBM with early stopping on the
 validation split; reload the saved model text and score the holdout with LightGBM's
 own ``Booster.predict``; compute metrics, reliability bands, importance and reference
-histograms; publish atomically and sign. Nothing is written unless every step passes.
+histograms; fit the score calibration on the holdout (for estimated performance);
+render the model report (``report.html``: curves, calibration, importance); publish
+atomically and sign. Nothing is written unless every step passes.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from engine.config import FeatureSpec, ModelConfig, feature_specs
 from engine.errors import LeadError, StoreError, TrainingError
 from engine.features.encoder import LeadEncoder, text_value
 from engine.features.tables import EncoderTables, fit_categories, fit_token_weights
+from engine.monitoring.calibration import fit_calibration
+from engine.reports.model_report import inputs_from_manifest, render_model_report
 from engine.scoring.confidence import fit_reliability
-from engine.store.layout import parse_version, version_dir
+from engine.store.layout import REPORT_FILE, parse_version, version_dir
 from engine.store.manifest import DataFingerprint, Manifest, ManifestFeature, Metrics
 from engine.store.pointer import activate as activate_version
 from engine.store.publish import publish
@@ -127,6 +131,9 @@ def train_vertical(
     tables = _fit_tables(specs, data, train_idx)
     encoder = LeadEncoder(specs, tables, field_prefix="")
     matrix = _encode(encoder, data)
+    # Drift (PSI) compares live leads with the training split as serving encodes it;
+    # the out-of-fold text values written next are for fitting only.
+    serving_train = matrix[train_idx]  # a copy (fancy indexing)
     _out_of_fold_text(specs, data, train_idx, matrix, training.seed)
 
     import lightgbm  # training only: the service never imports the Python package
@@ -175,7 +182,14 @@ def train_vertical(
         f"holdout AUC {metrics.auc:.4f}, precision {metrics.precision:.3f} and recall "
         f"{metrics.recall:.3f} at {threshold}"
     )
+    # The holdout is the only split the model neither fitted nor early-stopped on, so
+    # its scores show how raw scores relate to conversion rates on unseen leads.
+    calibration = fit_calibration(holdout_scores, labels[hold_idx])
+    log(f"calibrated scores on the holdout ({len(calibration.x)} isotonic knots)")
 
+    created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    reliability = fit_reliability(holdout_scores, labels[hold_idx])
+    references = reference_histograms(specs, serving_train, tables.categories, holdout_scores)
     built: list[Manifest] = []
 
     def build_manifest(hashes: dict[str, str]) -> Manifest:
@@ -183,18 +197,16 @@ def train_vertical(
             Manifest(
                 vertical=vertical,
                 version=version,
-                created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                created_at=created_at,
                 features=[
                     ManifestFeature(s.name, s.kind, s.index, s.required, s.min, s.max)
                     for s in specs
                 ],
                 files=hashes,
                 metrics=metrics,
-                reliability=fit_reliability(holdout_scores, labels[hold_idx]),
+                reliability=reliability,
                 importance=importance,
-                reference_histograms=reference_histograms(
-                    specs, matrix[train_idx], tables.categories, holdout_scores
-                ),
+                reference_histograms=references,
                 data_fingerprint=DataFingerprint(
                     sha256=data.sha256,
                     bytes=data.size,
@@ -210,11 +222,24 @@ def train_vertical(
                     "out_of_fold_splits": OUT_OF_FOLD_SPLITS,
                 },
                 libraries=_library_versions(),
+                calibration=calibration,
             )
         )
         return built[-1]
 
-    files = {"model.txt": model_text.encode("utf-8"), **tables.to_files()}
+    # The report is one of the version's files, so its hash is in the signed manifest;
+    # it shows everything else of the manifest (the same one, but for the file hashes).
+    report = render_model_report(
+        inputs_from_manifest(
+            build_manifest({}), holdout_scores, labels[hold_idx], calibration.x, calibration.y
+        )
+    )
+    log(f"wrote the model report ({len(report) // 1024} KiB)")
+    files = {
+        "model.txt": model_text.encode("utf-8"),
+        **tables.to_files(),
+        REPORT_FILE: report,
+    }
     path = publish(model_root, vertical, version, files, build_manifest, signing_key)
     log(f"published {path}")
     manifest = built[-1]

@@ -98,6 +98,14 @@ def test_operator_workflow(env, capsys):
     assert run(capsys, "models", "activate", "--vertical", "auto", "--version", "1.1.0")[0] == 0
 
     assert run(capsys, "models", "verify")[0] == 0
+    code, out, _ = run(capsys, "models", "report", "--vertical", "auto")  # the active one
+    report = Path(out.strip())
+    assert code == 0 and report == env / "models" / "auto" / "v1.1.0" / "report.html"
+    assert b'<figure id="roc"' in report.read_bytes()
+    code, out, _ = run(capsys, "models", "report", "--vertical", "auto", "--version", "1.0.0")
+    assert code == 0 and out.strip().endswith("v1.0.0/report.html")
+    code, _, err = run(capsys, "models", "report", "--vertical", "home")
+    assert code == 1 and "no active version" in err
     model = env / "models" / "auto" / "v1.0.0" / "model.txt"
     model.chmod(0o644)
     model.write_text(model.read_text().replace("tree", "Tree", 1))

@@ -1,0 +1,1 @@
+"""Model quality in production: outcome feedback, realized and estimated performance, drift."""
