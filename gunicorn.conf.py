@@ -83,8 +83,13 @@ def on_starting(server: Any) -> None:
 
         service_keys(_settings.lead_archive_keys)  # no usable key: stop, naming the variable
         prepare_directory(_settings.lead_archive_dir)
+    from api.lead_keys import ensure_key
+
+    ensure_key(_settings.monitoring_key_path)  # before any worker: all read the same one
     metrics_dir = _settings.metrics_dir
     shutil.rmtree(metrics_dir, ignore_errors=True)
+    # A previous run's quality figures describe models that may no longer be served.
+    (_settings.run_dir / "quality.json").unlink(missing_ok=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
     _master["state"] = ReloadState.create(_settings.reload_state_path)
 
@@ -94,6 +99,7 @@ def when_ready(server: Any) -> None:
     from api import metrics
     from api.metrics_files import serve_metrics
     from api.process_stats import ProcessReporter
+    from api.quality import QualityCollector, snapshot_path
 
     env = _settings.environment
     metrics.WORKERS_CONFIGURED.labels(env).set(workers)
@@ -101,7 +107,9 @@ def when_ready(server: Any) -> None:
     for name, value in _settings.monitoring.alert_thresholds().items():
         metrics.ALERT_THRESHOLD.labels(name, env).set(value)
     master = ProcessReporter("master", env, interval=0.0)  # sampled at every scrape
-    serve_metrics(_settings.metrics_port, refresh=master.sample)
+    # Model quality, computed by the worker in slot 0 (api.quality_publisher).
+    quality = QualityCollector(snapshot_path(_settings.run_dir), env)
+    serve_metrics(_settings.metrics_port, refresh=master.sample, extra=[quality])
 
     def handle_hup() -> None:
         generation = _master["state"].bump()

@@ -23,6 +23,14 @@ ROUTE_ROLES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/models"): "viewer",
     ("POST", "/api/v1/models/reload"): "admin",
     ("POST", "/api/v1/models/rollback"): "admin",
+    ("POST", "/api/v1/models/shadow"): "admin",
+    # Quality pages: what a viewer may see of the models (no lead data).
+    ("GET", "/api/v1/models/{vertical}/monitor"): "viewer",
+    ("GET", "/api/v1/models/{vertical}/compare"): "viewer",
+    ("GET", "/api/v1/models/{vertical}/{version}/report"): "viewer",
+    # Whoever scores leads reports how they turned out.
+    ("POST", "/api/v1/feedback"): "scorer",
+    ("POST", "/api/v1/feedback/batch"): "scorer",
     # Probes and the API description answer anyone: they carry no lead or model data
     # beyond version numbers, and orchestrators call them without credentials.
     ("GET", "/health"): PUBLIC,
@@ -45,13 +53,23 @@ class AccessTable:
         self._templated: list[tuple[str, re.Pattern[str], str | None]] = []
         # Every listed path: the route labels of the request metrics.
         self.paths = frozenset(path for _, path in table)
+        self._templates: list[tuple[re.Pattern[str], str]] = []
         for (method, path), role in table.items():
             if "{" in path:
-                self._templated.append((method, compile_path(path)[0], role))
+                pattern = compile_path(path)[0]
+                self._templated.append((method, pattern, role))
+                self._templates.append((pattern, path))
             else:
                 self.static[(method, path)] = role
                 if method == "GET":
                     self.static[("HEAD", path)] = role
+
+    def template(self, path: str) -> str | None:
+        """The templated route path that ``path`` matches (a metrics label), if any."""
+        for pattern, template in self._templates:
+            if pattern.match(path):
+                return template
+        return None
 
     def lookup(self, method: str, path: str) -> tuple[bool, str | None]:
         """Return (listed, role) for a request; ``HEAD`` looks up ``GET``."""

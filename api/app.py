@@ -32,12 +32,19 @@ from api.archive import open_lead_archive
 from api.auth import Authenticator
 from api.errors import echo, error_response
 from api.gateway import Gateway
+from api.lead_memory import LeadMemory
+from api.monitoring_io import StoreIO, open_store
 from api.openapi import build_openapi
+from api.quality import snapshot_path
+from api.quality_publisher import QualityPublisher, served_models
+from api.quality_sampler import WRITE_SECONDS, QualitySampler
 from api.reload_state import ReloadState
-from api.routes import health, models, scoring
+from api.routes import feedback, health, models, quality, scoring
+from api.routes import shadow as shadow_routes
 from api.runtime import ModelRuntime
 from api.service import Service, internal_error_response
 from api.settings import ServiceSettings, load_settings
+from api.shadow import ShadowModels
 from engine.config import load_config
 from engine.store.signing import Keyring
 
@@ -84,6 +91,34 @@ def build_service(settings: ServiceSettings) -> Service:
     return service
 
 
+def _start_monitoring(
+    service: Service, io: StoreIO, shadows: ShadowModels
+) -> tuple[LeadMemory, QualitySampler]:
+    """Feed the monitoring store from this worker; in slot 0, publish the quality figures."""
+    runtime = service.runtime
+    settings = service.settings
+    memory = LeadMemory(io, settings.environment)
+    refresh = float(settings.monitoring.quality_refresh_seconds)
+    sampler = QualitySampler(
+        lambda: runtime.scorer.models,
+        io,
+        min(WRITE_SECONDS, refresh),
+        challengers=lambda: shadows.models,
+    )
+    runtime.tick_hooks.extend((memory.flush, sampler.tick))
+    runtime.reload_hooks.append(sampler.refresh)
+    shadows.on_change.append(sampler.refresh)
+    if runtime.slot == 0:
+        publisher = QualityPublisher(
+            io,
+            lambda: served_models(runtime.scorer, shadows.models),
+            settings.monitoring,
+            snapshot_path(settings.run_dir),
+        )
+        runtime.tick_hooks.append(publisher.tick)
+    return memory, sampler
+
+
 def create_app(settings: ServiceSettings | None = None) -> Gateway:
     """Build the worker's application; models load at lifespan startup."""
     settings = settings or load_settings()
@@ -96,10 +131,24 @@ def create_app(settings: ServiceSettings | None = None) -> Gateway:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service = build_service(settings)
-        recorder = worker_metrics.start(service, ACCESS.paths)
-        scoring_handlers = scoring.handlers(service, recorder)
+        recorder = worker_metrics.start(service, ACCESS.paths, ACCESS.template)
+        store_io = open_store(settings)  # None: scoring goes on, feedback answers 503
+        shadows = ShadowModels(service.runtime)
+        await shadows.refresh()  # challengers load like champions, before serving
+        service.runtime.reload_hooks.append(shadows.schedule_refresh)
+        memory = sampler = None
+        if store_io is not None:
+            memory, sampler = _start_monitoring(service, store_io, shadows)
+        scoring_handlers = scoring.handlers(service, recorder, memory, sampler, shadows)
         app.router.routes.extend(
-            (*scoring.routes(scoring_handlers), *models.routes(service), *health.routes(service))
+            (
+                *scoring.routes(scoring_handlers),
+                *models.routes(service, shadows),
+                *feedback.routes(service, store_io),
+                *quality.routes(service, store_io, shadows),
+                *shadow_routes.routes(service, store_io, shadows),
+                *health.routes(service),
+            )
         )
         ACCESS.check(app.router.routes)  # no route may serve without an access entry
         gateway.handlers.update(scoring_handlers)
@@ -113,7 +162,12 @@ def create_app(settings: ServiceSettings | None = None) -> Gateway:
         try:
             yield
         finally:
-            await service.runtime.stop()
+            await service.runtime.stop()  # its last tick hands over what is buffered
+            if sampler is not None:
+                sampler.close()
+            if store_io is not None:
+                store_io.close()
+            shadows.close()
             if service.archive is not None:  # write what is buffered, close segments
                 service.archive.close()
             _save_coverage_data()

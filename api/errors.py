@@ -9,13 +9,16 @@
 | 401 | ``unauthorized`` | missing, malformed, expired or unknown-key token |
 | 403 | ``forbidden`` | the token's role may not use the route |
 | 404 | ``unknown_vertical`` / ``not_found`` | no such vertical / route / version |
+| 404 | ``unknown_lead`` | feedback for a lead_id never scored, or beyond the retention |
 | 405 | ``method_not_allowed`` | wrong method for the route |
 | 408 | ``request_timeout`` | the body took longer than ``BODY_TIMEOUT_SECONDS`` to arrive |
 | 409 | ``reload_failed`` | a requested version did not verify or load; nothing changed |
+| 409 | ``duplicate_outcome`` | feedback for a lead that already has an outcome |
 | 413 | ``payload_too_large`` | body over the route's limit (or batch over ``MAX_BATCH``) |
 | 415 | ``unsupported_media_type`` | ``Content-Type`` is not JSON |
 | 422 | ``validation_error`` | schema, type or range violation; ``field`` names it |
 | 503 | ``model_unavailable`` | the vertical has no verified model loaded |
+| 503 | ``feedback_unavailable`` | the monitoring store could not be opened |
 | 500 | ``internal_error`` | a bug: logged with a request id, never a lead's data |
 
 Strings a client sent (an unknown field's name, a ``Content-Type``) are echoed in an

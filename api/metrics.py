@@ -14,8 +14,9 @@ Metrics:
 - ``ml_scoring_errors_total{error_type,vertical,environment}``: every failed request by
   error type (``invalid_json``, ``validation_error``, ``unauthorized``, ...).
 - ``ml_leads_scored_total{vertical,environment}``: leads scored (batch leads included).
-- ``ml_model_performance{vertical,metric,environment}``: holdout ``auc``, ``precision``
-  and ``recall`` from the manifest of the version each live worker serves.
+- ``ml_model_performance``, ``ml_model_performance_leads``, ``ml_model_drift``: model
+  quality (holdout, realized, estimated; drift), exported by the master from the
+  snapshot the worker in slot 0 computes (``api.quality``), not from these files.
 - ``ml_model_info{vertical,version,environment}``: 1 for a version some live worker
   serves, 0 for one it stopped serving.
 - ``ml_auth_failures_total{reason,environment}``: refused requests by reason (``expired``,
@@ -103,12 +104,6 @@ SCORING_ERRORS = Counter(
 )
 LEADS_SCORED = Counter(
     "ml_leads_scored_total", "Leads scored, batch leads included.", ["vertical", "environment"]
-)
-MODEL_PERFORMANCE = Gauge(
-    "ml_model_performance",
-    "Holdout metrics of the model version served, from its manifest.",
-    ["vertical", "metric", "environment"],
-    multiprocess_mode="livemostrecent",
 )
 MODEL_INFO = Gauge(
     "ml_model_info",
@@ -238,6 +233,26 @@ ALERT_THRESHOLD = Gauge(
     "Alert rule thresholds from MONITORING_CONFIG (absent when its alerts is false).",
     ["name", "environment"],
     multiprocess_mode="livemax",
+)
+MONITORING_STORE_OPENS = Counter(
+    "ml_monitoring_store_opens_total",
+    "Worker connections to the monitoring store: opened, created, recovered, failed.",
+    ["outcome", "environment"],
+)
+FEEDBACK_LEADS = Counter(
+    "ml_feedback_leads_total",
+    "Scored leads with a lead_id remembered for their outcome (or dropped: store behind).",
+    ["outcome", "environment"],
+)
+FEEDBACK_OUTCOMES = Counter(
+    "ml_feedback_outcomes_total",
+    "Outcomes received by status: recorded, unknown (never scored or expired), duplicate.",
+    ["status", "environment"],
+)
+SHADOW_FAILURES = Counter(
+    "ml_shadow_failures_total",
+    "Shadow challenger failures by vertical and reason (load refusals, leads it rejects).",
+    ["vertical", "reason", "environment"],
 )
 CACHE_LOOKUPS = Counter(
     "ml_cache_lookups_total",

@@ -62,19 +62,30 @@ class _LockedCollector(Collector):
 
 
 def metrics_registry(
-    directory: Path | None = None, refresh: Callable[[], None] | None = None
+    directory: Path | None = None,
+    refresh: Callable[[], None] | None = None,
+    extra: Iterable[Collector] = (),
 ) -> CollectorRegistry:
-    """A registry that aggregates every process's files (``refresh`` runs per scrape)."""
+    """A registry that aggregates every process's files (``refresh`` runs per scrape).
+
+    ``extra`` collectors export metrics of their own (names the files never hold).
+    """
     registry = CollectorRegistry()
     registry.register(_LockedCollector(_directory(directory), refresh))
+    for collector in extra:
+        registry.register(collector)
     return registry
 
 
 def serve_metrics(
-    port: int, address: str = "0.0.0.0", refresh: Callable[[], None] | None = None
+    port: int,
+    address: str = "0.0.0.0",
+    refresh: Callable[[], None] | None = None,
+    extra: Iterable[Collector] = (),
 ) -> None:
     """Serve ``/metrics`` aggregated over all processes (call in the master)."""
-    start_http_server(port, addr=address, registry=metrics_registry(refresh=refresh))
+    registry = metrics_registry(refresh=refresh, extra=extra)
+    start_http_server(port, addr=address, registry=registry)
 
 
 def retire_process(pid: int, directory: Path | None = None) -> None:

@@ -4,7 +4,9 @@ The variable holds a JSON object (every key optional; the defaults are the seed'
 
     {"alerts": true,
      "thresholds": {"latency_ms": 500, "error_rate": 0.01,
-                    "acceptance_rate": 0.40, "drift_psi": 0.1}}
+                    "acceptance_rate": 0.40, "drift_psi": 0.1},
+     "windows": {"drift_minutes": 60, "performance_hours": [24, 168]},
+     "feedback_retention_days": 30}
 
 What it governs:
 
@@ -19,6 +21,15 @@ What it governs:
   test, a sandbox): no ``ml_alert_threshold`` series and no slow-request log lines (the
   counter still counts). Rules that report breakage rather than a threshold (target
   down, no model loaded, reload failures, restarting workers) still fire.
+
+- ``windows.drift_minutes``: the sliding window of the drift figures (PSI of every
+  feature and of the score, ``ml_model_drift``).
+- ``windows.performance_hours``: the windows of realized and estimated performance
+  (``ml_model_performance{kind="realized"|"estimated", window="24h"|...}``).
+- ``feedback_retention_days``: how long a lead scored with a ``lead_id`` is remembered for
+  its outcome (``POST /api/v1/feedback``); an outcome after that is answered 404.
+- ``quality_refresh_seconds`` (default 30): how often the quality figures are recomputed
+  (and, at most every 10 s, how often workers hand their drift counts to the store).
 
 An invalid value stops the service at start with a message naming ``MONITORING_CONFIG``
 and the key.
@@ -45,10 +56,18 @@ class MonitoringError(ValueError):
     """``MONITORING_CONFIG`` is not a valid monitoring configuration."""
 
 
+_MAX_WINDOW_HOURS = 24 * 366
+_MAX_RETENTION_DAYS = 3660
+
+
 class MonitoringConfig(msgspec.Struct, frozen=True):
-    """Alerting switch and thresholds (see the module docstring)."""
+    """Alerting switch, thresholds and monitoring windows (see the module docstring)."""
 
     alerts: bool = True
+    drift_minutes: int = 60
+    performance_hours: tuple[int, ...] = (24, 168)
+    feedback_retention_days: int = 30
+    quality_refresh_seconds: int = 30
     latency_ms: float = _THRESHOLD_RANGES["latency_ms"][0]
     error_rate: float = _THRESHOLD_RANGES["error_rate"][0]
     acceptance_rate: float = _THRESHOLD_RANGES["acceptance_rate"][0]
@@ -101,9 +120,16 @@ def parse_monitoring_config(raw: str | None) -> MonitoringConfig:
         raise MonitoringError(f"{VARIABLE} is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise MonitoringError(f"{VARIABLE} must be a JSON object")
-    unknown = sorted(set(document) - {"alerts", "thresholds"})
+    known = (
+        "alerts",
+        "thresholds",
+        "windows",
+        "feedback_retention_days",
+        "quality_refresh_seconds",
+    )
+    unknown = sorted(set(document) - set(known))
     if unknown:
-        raise MonitoringError(f"{VARIABLE}: unknown key {unknown[0]!r} (known: alerts, thresholds)")
+        raise MonitoringError(f"{VARIABLE}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
     alerts = document.get("alerts", True)
     if not isinstance(alerts, bool):
         raise MonitoringError(f"{VARIABLE}: alerts must be true or false")
@@ -115,5 +141,48 @@ def parse_monitoring_config(raw: str | None) -> MonitoringConfig:
         raise MonitoringError(
             f"{VARIABLE}: unknown threshold {unknown[0]!r} (known: {', '.join(_THRESHOLD_RANGES)})"
         )
-    values = {name: _threshold(name, value) for name, value in thresholds.items()}
-    return MonitoringConfig(alerts=alerts, **values)
+    values: dict[str, object] = {
+        name: _threshold(name, value) for name, value in thresholds.items()
+    }
+    values.update(_windows(document.get("windows", {})))
+    if "quality_refresh_seconds" in document:
+        values["quality_refresh_seconds"] = _whole(
+            "quality_refresh_seconds", document["quality_refresh_seconds"], 3600
+        )
+    if "feedback_retention_days" in document:
+        values["feedback_retention_days"] = _whole(
+            "feedback_retention_days", document["feedback_retention_days"], _MAX_RETENTION_DAYS
+        )
+    return MonitoringConfig(alerts=alerts, **values)  # type: ignore[arg-type]
+
+
+def _whole(name: str, value: object, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise MonitoringError(f"{VARIABLE}: {name} must be a whole number from 1 to {high}")
+    return value
+
+
+def _windows(windows: object) -> dict[str, object]:
+    if not isinstance(windows, dict):
+        raise MonitoringError(f"{VARIABLE}: windows must be a JSON object")
+    unknown = sorted(set(windows) - {"drift_minutes", "performance_hours"})
+    if unknown:
+        raise MonitoringError(
+            f"{VARIABLE}: unknown window {unknown[0]!r} (known: drift_minutes, performance_hours)"
+        )
+    values: dict[str, object] = {}
+    if "drift_minutes" in windows:
+        values["drift_minutes"] = _whole(
+            "windows.drift_minutes", windows["drift_minutes"], _MAX_WINDOW_HOURS * 60
+        )
+    if "performance_hours" in windows:
+        hours = windows["performance_hours"]
+        if not isinstance(hours, list) or not 1 <= len(hours) <= 8:
+            raise MonitoringError(
+                f"{VARIABLE}: windows.performance_hours must be a list of 1 to 8 whole numbers"
+            )
+        checked = [_whole("windows.performance_hours[]", h, _MAX_WINDOW_HOURS) for h in hours]
+        if len(set(checked)) != len(checked):
+            raise MonitoringError(f"{VARIABLE}: windows.performance_hours repeats a window")
+        values["performance_hours"] = tuple(sorted(checked))
+    return values

@@ -20,13 +20,20 @@ from api.schemas import (
     BatchRequest,
     BatchResponse,
     ErrorResponse,
+    FeedbackBatchRequest,
+    FeedbackBatchResponse,
+    FeedbackRequest,
+    FeedbackResponse,
     ModelsResponse,
     ReloadRequest,
     ReloadResponse,
     RollbackRequest,
     ScoreRequest,
     ScoreResponse,
+    ShadowRequest,
+    ShadowResponse,
 )
+from engine.monitoring.compare import Comparison
 
 _ERRORS = {
     "400": "Body is not JSON (invalid_json: malformed, not UTF-8, NaN/Infinity, nested too "
@@ -34,14 +41,17 @@ _ERRORS = {
     "before its body arrived (client_disconnected)",
     "401": "Missing, invalid or expired token (unauthorized)",
     "403": "The token's role may not do this (forbidden)",
-    "404": "Unknown vertical (unknown_vertical); error.field names it",
+    "404": "Unknown vertical (unknown_vertical); error.field names it. Feedback: no lead "
+    "was scored with this lead_id within the retention period (unknown_lead)",
     "408": "The body did not arrive within BODY_TIMEOUT_SECONDS (request_timeout)",
     "409": "A version to activate or roll back to is missing or fails verification "
-    "(reload_failed); nothing changed",
+    "(reload_failed); nothing changed. Feedback: the lead already has an outcome "
+    "(duplicate_outcome)",
     "413": "Body over the route's limit, or batch over MAX_BATCH (payload_too_large)",
     "415": "Content-Type is not application/json (unsupported_media_type)",
     "422": "Schema, type or range violation (validation_error); error.field names it",
-    "503": "No verified model loaded for the vertical (model_unavailable)",
+    "503": "No verified model loaded for the vertical (model_unavailable); the monitoring "
+    "store could not be opened (feedback_unavailable)",
 }
 # Answered before any route code runs: by the access gate (401/403) and by the body
 # reader (408, 413, 415) on every route that takes a body.
@@ -66,11 +76,17 @@ _EXAMPLES: dict[type, dict[str, Any]] = {
     },
     ReloadRequest: {"versions": {"auto": "1.0.0"}},
     RollbackRequest: {"vertical": "auto"},
+    ShadowRequest: {"vertical": "auto", "version": "1.1.0"},
+    FeedbackRequest: {"lead_id": "L-123", "converted": True, "outcome_at": "2026-11-20T15:04:05Z"},
+    FeedbackBatchRequest: {
+        "outcomes": [{"lead_id": "L-123", "converted": True}, {"lead_id": "a", "converted": False}]
+    },
 }
 _AUTH = ("401", "403")
 _BODY = ("400", "408", "413", "415", "422")
 _SCORING = (*_BODY, *_AUTH, "404", "503")
 _ADMIN = (*_BODY, *_AUTH, "404", "409")
+_FEEDBACK = (*_BODY, *_AUTH, "503")
 
 
 def _ref(cls: type) -> dict[str, str]:
@@ -111,6 +127,45 @@ def _operation(
     return {method: operation}
 
 
+def _html_operation(
+    path: str, summary: str, parameters: tuple[str, ...], errors: tuple[str, ...]
+) -> dict[str, Any]:
+    """A GET answered with a self-contained HTML page (role from the access table)."""
+    operation = _operation("get", path, summary, ErrorResponse, errors=(*_AUTH, *errors))
+    page = operation["get"]
+    page["responses"]["200"] = {
+        "description": "A self-contained HTML page (inline SVG plots)",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+    page["parameters"] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in parameters
+    ]
+    return operation
+
+
+def _compare_operation() -> dict[str, Any]:
+    """GET .../compare: champion against challenger, JSON, with a window parameter."""
+    path = "/api/v1/models/{vertical}/compare"
+    operation = _operation(
+        "get",
+        path,
+        "Champion against its shadow challenger on the same leads",
+        Comparison,
+        errors=(*_AUTH, "404", "422", "503"),
+    )
+    operation["get"]["parameters"] = [
+        {"name": "vertical", "in": "path", "required": True, "schema": {"type": "string"}},
+        {
+            "name": "window_hours",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "number", "exclusiveMinimum": 0},
+        },
+    ]
+    return operation
+
+
 def build_openapi(version: str) -> dict[str, Any]:
     """Return the OpenAPI document of the service."""
     types = (
@@ -122,6 +177,13 @@ def build_openapi(version: str) -> dict[str, Any]:
         RollbackRequest,
         ReloadResponse,
         ModelsResponse,
+        FeedbackRequest,
+        FeedbackResponse,
+        FeedbackBatchRequest,
+        FeedbackBatchResponse,
+        ShadowRequest,
+        ShadowResponse,
+        Comparison,
         ErrorResponse,
         Health,
         Readiness,
@@ -174,6 +236,43 @@ def build_openapi(version: str) -> dict[str, Any]:
                 RollbackRequest,
                 _ADMIN,
                 extra=pending,
+            ),
+            "/api/v1/models/shadow": _operation(
+                "post",
+                "/api/v1/models/shadow",
+                "Set (or clear, with version null) a vertical's shadow challenger",
+                ShadowResponse,
+                ShadowRequest,
+                _ADMIN,
+            ),
+            "/api/v1/models/{vertical}/compare": _compare_operation(),
+            "/api/v1/models/{vertical}/monitor": _html_operation(
+                "/api/v1/models/{vertical}/monitor",
+                "Production quality of the vertical's model: performance, drift, acceptance",
+                ("vertical",),
+                ("404", "503"),
+            ),
+            "/api/v1/models/{vertical}/{version}/report": _html_operation(
+                "/api/v1/models/{vertical}/{version}/report",
+                "The version's model report, written at training",
+                ("vertical", "version"),
+                ("404", "409"),
+            ),
+            "/api/v1/feedback": _operation(
+                "post",
+                "/api/v1/feedback",
+                "Record whether a lead scored with a lead_id converted",
+                FeedbackResponse,
+                FeedbackRequest,
+                (*_FEEDBACK, "404", "409"),
+            ),
+            "/api/v1/feedback/batch": _operation(
+                "post",
+                "/api/v1/feedback/batch",
+                "Record many outcomes; each one's status (recorded, unknown, duplicate)",
+                FeedbackBatchResponse,
+                FeedbackBatchRequest,
+                _FEEDBACK,
             ),
             "/health": _operation("get", "/health", "The process is alive", Health),
             "/ready": _operation(

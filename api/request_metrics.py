@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from api import metrics
 
@@ -43,9 +43,18 @@ class RequestRecorder:
     """
 
     def __init__(
-        self, routes: Iterable[str], environment: str, slow_seconds: float, log_slow: bool
+        self,
+        routes: Iterable[str],
+        environment: str,
+        slow_seconds: float,
+        log_slow: bool,
+        template: Callable[[str], str | None] = lambda path: None,
     ) -> None:
         self.routes = frozenset(routes)
+        # A path not listed as such may match a templated route (its label, e.g.
+        # /api/v1/models/{vertical}/monitor); such paths are resolved at every request,
+        # never remembered, since the client chooses them.
+        self._template = template
         self.environment = environment
         self.slow_seconds = slow_seconds
         self.log_slow = log_slow
@@ -74,7 +83,7 @@ class RequestRecorder:
         per-vertical latency: ``api.scoring_metrics``), the hot path's shortest way.
         """
         listed = path in self.routes
-        route = path if listed else OTHER_ROUTE
+        route = path if listed else (self._template(path) or OTHER_ROUTE)
         key = (route, status_class(status))
         histogram = self._histograms.get(key)
         if histogram is None:
@@ -86,7 +95,7 @@ class RequestRecorder:
 
     def slow_request(self, path: str, status: int, seconds: float) -> None:
         """Count (and maybe log) a request slower than ``slow_seconds``."""
-        route = path if path in self.routes else OTHER_ROUTE
+        route = path if path in self.routes else (self._template(path) or OTHER_ROUTE)
         counter = self._slow.get(route)
         if counter is None:
             counter = self._slow[route] = metrics.BufferedCounter(

@@ -256,9 +256,6 @@ class ModelRuntime:
 
     def _publish_model_metrics(self, model: LoadedModel, previous: LoadedModel | None) -> None:
         env = self.environment
-        m = model.manifest.metrics
-        for name, value in (("auc", m.auc), ("precision", m.precision), ("recall", m.recall)):
-            metrics.MODEL_PERFORMANCE.labels(model.vertical, name, env).set(value)
         if previous is not None and previous.version != model.version:
             metrics.MODEL_INFO.labels(model.vertical, previous.version, env).set(0)
         metrics.MODEL_INFO.labels(model.vertical, model.version, env).set(1)

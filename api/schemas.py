@@ -10,6 +10,7 @@ does not make (duplicate keys, ...) to the scoring decoders.
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -67,6 +68,67 @@ class RollbackRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Roll one vertical back to the version active before the current one."""
 
     vertical: Vertical
+
+
+class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The outcome of a lead scored with a ``lead_id``: did it convert?"""
+
+    lead_id: LeadId
+    converted: bool
+    outcome_at: Annotated[
+        datetime.datetime | None,
+        msgspec.Meta(description="when the outcome happened (RFC 3339 with a timezone); now"),
+    ] = None
+
+
+class FeedbackBatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Outcomes of many leads."""
+
+    outcomes: list[FeedbackRequest]
+
+
+class FeedbackResponse(msgspec.Struct):
+    """An outcome recorded."""
+
+    lead_id: str
+    status: str
+
+
+class FeedbackResult(msgspec.Struct):
+    """One outcome of a batch and its status.
+
+    ``recorded``; ``unknown``: never scored with this lead_id, or longer ago than the
+    retention; ``duplicate``: the lead already has an outcome.
+    """
+
+    index: int
+    lead_id: str
+    status: str
+
+
+class FeedbackBatchResponse(msgspec.Struct):
+    """What became of each outcome of a batch, in order, and the totals."""
+
+    results: list[FeedbackResult]
+    recorded: int
+    unknown: int
+    duplicate: int
+
+
+class ShadowRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Set a vertical's shadow challenger (a published version), or clear it (null)."""
+
+    vertical: Vertical
+    version: Version | None
+
+
+class ShadowResponse(msgspec.Struct):
+    """The shadow challenger now loaded for the vertical (null: none)."""
+
+    vertical: str
+    shadow_version: str | None
+    previous: str | None
+    generation: int
 
 
 class ScoreResponse(msgspec.Struct, omit_defaults=True):
@@ -134,6 +196,25 @@ class ReloadResponse(msgspec.Struct):
     workers: list[WorkerState]
 
 
+class PerformanceFigure(msgspec.Struct):
+    """One kind of performance of a served version over a window.
+
+    ``kind``: ``holdout`` (training), ``realized`` (from outcomes) or ``estimated``
+    (from the scores alone); ``leads``: the outcomes or scored leads behind it.
+    """
+
+    version: str
+    role: str
+    kind: str
+    window: str
+    auc: float | None
+    precision: float | None
+    recall: float | None
+    conversion_rate: float | None
+    acceptance_rate: float | None
+    leads: int
+
+
 class ModelState(msgspec.Struct, omit_defaults=True):
     """A vertical's active and loaded versions in this worker, and their metrics."""
 
@@ -144,18 +225,25 @@ class ModelState(msgspec.Struct, omit_defaults=True):
     metrics: dict[str, float] | None = None
     trained_at: str | None = None
     problem: str | None = None
+    # From the latest quality snapshot (api.quality); absent before the first one.
+    performance: list[PerformanceFigure] | None = None
+    shadow_version: str | None = None  # the challenger scored beside it (api.shadow)
 
 
-class ModelsResponse(msgspec.Struct):
+class ModelsResponse(msgspec.Struct, omit_defaults=True):
     """Every configured vertical's model state."""
 
     models: list[ModelState]
     generation: int
     workers: list[WorkerState]
+    quality_as_of: str | None = None  # when the performance figures were computed
 
 
 SCORE_DECODER = msgspec.json.Decoder(ScoreRequest)
 BATCH_DECODER = msgspec.json.Decoder(BatchRequest)
 RELOAD_DECODER = msgspec.json.Decoder(ReloadRequest)
 ROLLBACK_DECODER = msgspec.json.Decoder(RollbackRequest)
+FEEDBACK_DECODER = msgspec.json.Decoder(FeedbackRequest)
+FEEDBACK_BATCH_DECODER = msgspec.json.Decoder(FeedbackBatchRequest)
+SHADOW_DECODER = msgspec.json.Decoder(ShadowRequest)
 ENCODER = msgspec.json.Encoder()

@@ -22,8 +22,12 @@
 | ``HEADER_TIMEOUT_SECONDS`` | ``10`` | a request head (or a new connection's first |
 |  |  | request) not complete after this gets 408 and the connection is closed |
 | ``CACHE_CONFIG`` | unset | reserved for the cache work; parsed now, used later |
-| ``MONITORING_CONFIG`` | the seed's thresholds | JSON: ``alerts`` and ``thresholds`` |
-|  |  | (slow requests, the alert rules' thresholds: ``api.monitoring_config``) |
+| ``MONITORING_CONFIG`` | the seed's thresholds | JSON: ``alerts``, ``thresholds``, ``windows``, |
+|  |  | ``feedback_retention_days`` (``api.monitoring_config``) |
+| ``MONITORING_DB`` | ``RUN_DIR``/monitoring/monitoring.db | the monitoring store shared by the |
+|  |  | workers: scored leads awaiting outcomes, drift counts (``engine.monitoring``) |
+| ``MONITORING_KEY`` | ``lead-id.key`` beside the store | the secret that keys the hash of |
+|  |  | lead ids in that store (``api.lead_keys``); created at first start |
 | ``TLS_CERT_FILE`` / ``TLS_KEY_FILE`` | unset | PEM certificate chain and private key: |
 |  |  | set both to serve TLS 1.3 only (``api.tls``), neither for plain HTTP |
 | ``LEAD_ARCHIVE_DIR`` | unset (off) | keep scored leads there, PII sealed (``engine.archive``) |
@@ -83,11 +87,23 @@ class ServiceSettings(msgspec.Struct, frozen=True):
     header_timeout_seconds: float = 10.0
     lead_archive_dir: Path | None = None
     lead_archive_keys: Path = DEFAULT_ARCHIVE_KEYS
+    monitoring_db: Path | None = None  # None: RUN_DIR/monitoring/monitoring.db
+    monitoring_key: Path | None = None  # None: lead-id.key beside the monitoring store
 
     @property
     def reload_state_path(self) -> Path:
         """The shared generation file that signals reloads to every worker."""
         return self.run_dir / "reload.state"
+
+    @property
+    def monitoring_store_path(self) -> Path:
+        """The monitoring store's SQLite file (``MONITORING_DB``)."""
+        return self.monitoring_db or self.run_dir / "monitoring" / "monitoring.db"
+
+    @property
+    def monitoring_key_path(self) -> Path:
+        """The secret keying stored lead ids (``MONITORING_KEY``): it goes with the store."""
+        return self.monitoring_key or self.monitoring_store_path.with_name("lead-id.key")
 
     @property
     def metrics_dir(self) -> Path:
@@ -184,4 +200,6 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
         tls_key_file=tls_key_file,
         lead_archive_dir=Path(archive_dir) if archive_dir else None,
         lead_archive_keys=Path(environ.get("LEAD_ARCHIVE_KEYS") or DEFAULT_ARCHIVE_KEYS),
+        monitoring_db=Path(environ["MONITORING_DB"]) if environ.get("MONITORING_DB") else None,
+        monitoring_key=Path(environ["MONITORING_KEY"]) if environ.get("MONITORING_KEY") else None,
     )

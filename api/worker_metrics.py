@@ -9,7 +9,7 @@ the cache lookup series at 0 so dashboards and rules see them before any cache e
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from api import metrics
 from api.process_stats import ProcessReporter
@@ -29,14 +29,24 @@ def worker_process_label(slot: int) -> str:
     return f"worker-{slot}"
 
 
-def start(service: Service, route_paths: Iterable[str]) -> RequestRecorder:
-    """Set up this worker's metrics and return its request recorder."""
+def start(
+    service: Service,
+    route_paths: Iterable[str],
+    template: Callable[[str], str | None] = lambda path: None,
+) -> RequestRecorder:
+    """Set up this worker's metrics and return its request recorder.
+
+    Args:
+        service: The worker's service.
+        route_paths: The route paths (``route`` labels).
+        template: The templated route a path matches (``api.access.AccessTable.template``).
+    """
     settings = service.settings
     env = settings.environment
     runtime = service.runtime
     monitoring = settings.monitoring
     recorder = RequestRecorder(
-        route_paths, env, monitoring.slow_request_seconds, log_slow=monitoring.alerts
+        route_paths, env, monitoring.slow_request_seconds, monitoring.alerts, template
     )
     process = worker_process_label(runtime.slot)
     reporter = ProcessReporter(process, env)

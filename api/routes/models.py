@@ -10,6 +10,7 @@ store as it is now, whichever worker answers.
 from __future__ import annotations
 
 import asyncio
+import datetime
 from typing import TypeVar
 
 import msgspec
@@ -19,6 +20,7 @@ from starlette.routing import Route
 
 from api.decoding import check_unique_keys
 from api.errors import ApiError, echo, read_json_body
+from api.quality import read_snapshot, snapshot_path
 from api.reload_state import WorkerSlot
 from api.schemas import (
     ENCODER,
@@ -26,10 +28,13 @@ from api.schemas import (
     ROLLBACK_DECODER,
     ModelsResponse,
     ModelState,
+    PerformanceFigure,
     ReloadResponse,
     WorkerState,
 )
 from api.service import Service
+from api.shadow import ShadowModels
+from engine.monitoring.quality import QualitySnapshot
 from engine.store import layout
 
 _Body = TypeVar("_Body")
@@ -42,8 +47,8 @@ def _workers(slots: list[WorkerSlot]) -> list[WorkerState]:
     return [WorkerState(s.slot, s.pid, s.generation) for s in slots]
 
 
-def routes(service: Service) -> list[Route]:
-    """Build the model routes over ``service``."""
+def routes(service: Service, shadows: ShadowModels | None = None) -> list[Route]:
+    """Build the model routes over ``service`` (``shadows``: its challengers, if any)."""
     runtime = service.runtime
     limit = service.settings.max_body_bytes
 
@@ -83,9 +88,26 @@ def routes(service: Service) -> list[Route]:
         try:
             await runtime.audit()  # the store as it is now, not as the last reload saw it
             states = await asyncio.to_thread(_model_states, service)
+            snapshot = await asyncio.to_thread(
+                read_snapshot, snapshot_path(service.settings.run_dir)
+            )
         except Exception as exc:
             return service.fail(exc)
-        body = ModelsResponse(states, runtime.generation, _workers(runtime.state.workers()))
+        as_of = None
+        if shadows is not None:
+            challengers = shadows.versions()
+            states = [
+                msgspec.structs.replace(s, shadow_version=challengers.get(s.vertical))
+                for s in states
+            ]
+        if snapshot is not None:
+            states = [_with_performance(state, snapshot) for state in states]
+            as_of = (
+                datetime.datetime.fromtimestamp(snapshot.generated_at, datetime.UTC)
+                .isoformat(timespec="seconds")
+                .replace("+00:00", "Z")
+            )
+        body = ModelsResponse(states, runtime.generation, _workers(runtime.state.workers()), as_of)
         return Response(ENCODER.encode(body), media_type=_JSON)
 
     return [
@@ -110,6 +132,26 @@ def _decode_unique(decoder: msgspec.json.Decoder[_Body], raw: bytes) -> _Body:
 def _has_body(request: Request) -> bool:
     length = request.headers.get("content-length")
     return length != "0" and (length is not None or "transfer-encoding" in request.headers)
+
+
+def _with_performance(state: ModelState, snapshot: QualitySnapshot) -> ModelState:
+    figures = [
+        PerformanceFigure(
+            row.version,
+            row.role,
+            row.kind,
+            row.window,
+            row.auc,
+            row.precision,
+            row.recall,
+            row.conversion_rate,
+            row.acceptance_rate,
+            row.leads,
+        )
+        for row in snapshot.performance
+        if row.vertical == state.vertical
+    ]
+    return msgspec.structs.replace(state, performance=figures or None)
 
 
 def _model_states(service: Service) -> list[ModelState]:

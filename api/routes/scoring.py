@@ -12,7 +12,8 @@ POSTs to them without walking the middleware stack.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -20,6 +21,8 @@ from starlette.types import Receive, Scope, Send
 from api import metrics
 from api.decoding import decode_batch, decode_score
 from api.errors import ApiError, error_body, read_body
+from api.lead_memory import LeadMemory
+from api.quality_sampler import QualitySampler
 from api.request_metrics import RequestRecorder
 from api.schemas import (
     ENCODER,
@@ -30,6 +33,7 @@ from api.schemas import (
 )
 from api.scoring_metrics import VerticalMetrics
 from api.service import Service
+from api.shadow import ShadowModels
 from engine.scoring.result import LeadFailure, ScoreResult
 
 # A handler gets the request's start (the gateway's clock) and returns the status it
@@ -77,12 +81,23 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-def handlers(service: Service, requests: RequestRecorder) -> dict[str, Handler]:
+def handlers(
+    service: Service,
+    requests: RequestRecorder,
+    memory: LeadMemory | None = None,
+    sampler: QualitySampler | None = None,
+    shadows: ShadowModels | None = None,
+) -> dict[str, Handler]:
     """Build the two scoring handlers over ``service``, by path.
 
     A request answered 200 is timed here, from the gateway's start (``started``) to the
     response handed over: its vertical's latency and the route's 2xx duration in one
-    observation (``api.scoring_metrics``). The gateway times every other outcome.
+    observation (``api.scoring_metrics``). The gateway times every other outcome. A lead
+    scored with a ``lead_id`` is remembered for its outcome in ``memory``
+    (``api.lead_memory``), and a sample of scored leads goes to ``sampler`` for drift and
+    estimated performance (``api.quality_sampler``), when the monitoring store is open.
+    After the response, a vertical with a shadow challenger (``api.shadow``) has the same
+    lead scored by it; the caller never sees that score.
     """
     env = service.settings.environment
     limit = service.settings.max_body_bytes
@@ -112,12 +127,25 @@ def handlers(service: Service, requests: RequestRecorder) -> dict[str, Handler]:
         content_type, content_length = _request_headers(scope)
         return await read_body(receive, content_type, content_length, limit)
 
+    # Filled and emptied in place by ShadowModels: a cheap "any challenger?" test.
+    shadow_models = shadows.models if shadows is not None else {}
+
+    def challenge(vertical: str, lead: Mapping[str, Any]) -> tuple[str, float] | None:
+        """Score a lead with the vertical's shadow challenger, after the response."""
+        assert shadows is not None
+        shadow = shadows.score(vertical, lead)
+        if shadow is not None and sampler is not None:
+            sampler.take_challenger(vertical, lead, shadow[1], shadow[0])
+        return shadow
+
     async def score(scope: Scope, receive: Receive, send: Send, started: float) -> int:
         vertical = "unknown"
         try:
             body = decode_score(await checked_body(scope, receive))
             vertical = metrics.vertical_label(body.vertical, known)
             result = scorer.score(body.vertical, body.lead_data, explain=body.explain)
+            if sampler is not None:
+                sampler.take(vertical, body.lead_data, result.score, result.model_version)
             payload = ENCODER.encode(_response(result, vertical, body.lead_id))
         except Exception as exc:  # every failure is answered and counted
             return await fail(send, exc, vertical)
@@ -126,6 +154,9 @@ def handlers(service: Service, requests: RequestRecorder) -> dict[str, Handler]:
         stats[vertical].single(elapsed, result)
         if elapsed > slow:
             requests.slow_request(SCORE, 200, elapsed)
+        shadow = challenge(vertical, body.lead_data) if shadow_models else None
+        if body.lead_id is not None and memory is not None:
+            memory.keep(body.lead_id, vertical, result, shadow)
         if keep is not None:
             keep(body.vertical, body.lead_data, body.lead_id, result)
         return 200
@@ -164,6 +195,8 @@ def handlers(service: Service, requests: RequestRecorder) -> dict[str, Handler]:
                 scored_lead = _response(result, vertical, lead.lead_id)
                 items.append(BatchItem(index, lead.lead_id, result=scored_lead))
                 counted.lead(result)
+                if sampler is not None:
+                    sampler.take(vertical, lead.lead_data, result.score, result.model_version)
                 if keep is not None:
                     keep(body.vertical, lead.lead_data, lead.lead_id, result)
         if failed:
@@ -174,6 +207,13 @@ def handlers(service: Service, requests: RequestRecorder) -> dict[str, Handler]:
         counted.batch(elapsed, len(items))
         if elapsed > slow:
             requests.slow_request(SCORE_BATCH, 200, elapsed)
+        if memory is not None or shadow_models:  # after the response: no caller waits
+            for lead, result in zip(body.leads, results, strict=True):
+                if isinstance(result, LeadFailure):
+                    continue
+                shadow = challenge(vertical, lead.lead_data) if shadow_models else None
+                if lead.lead_id is not None and memory is not None:
+                    memory.keep(lead.lead_id, vertical, result, shadow)
         return 200
 
     return {SCORE: score, SCORE_BATCH: score_batch}

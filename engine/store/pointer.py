@@ -9,6 +9,8 @@ Files this module owns, in ``<root>/<vertical>/``:
   reader at any file on the host) or anything else is refused as corrupt.
 - ``HISTORY``: the activation stack, one version per line, oldest first, newest last.
   Its top is normally the ``CURRENT`` version. Activating pushes; rolling back pops.
+- ``SHADOW`` (optional): a shadow challenger version, same format as ``CURRENT``; it is
+  scored beside the active version and never answers (``set_shadow``, ``read_shadow``).
 - ``.lock``: an empty file locked (``flock``) while a pointer change is in progress, so
   two operators cannot interleave updates. Dot-prefixed, so listings ignore it.
 
@@ -38,6 +40,7 @@ from pathlib import Path
 from engine.errors import StoreError
 from engine.store.layout import (
     atomic_write,
+    fsync_dir,
     is_version,
     list_versions,
     parse_version,
@@ -49,6 +52,7 @@ from engine.store.verify import verify_version
 
 CURRENT_NAME = "CURRENT"
 HISTORY_NAME = "HISTORY"
+SHADOW_NAME = "SHADOW"
 LOCK_NAME = ".lock"
 MAX_CURRENT_BYTES = 64
 MAX_HISTORY_BYTES = 1 << 20
@@ -110,7 +114,11 @@ def read_current(root: Path, vertical: str) -> str | None:
             ``MAX_CURRENT_BYTES``, is not UTF-8 or does not hold a valid version; or the
             vertical name is invalid.
     """
-    path = _vertical_dir(root, vertical) / CURRENT_NAME
+    return _read_pointer(_vertical_dir(root, vertical) / CURRENT_NAME)
+
+
+def _read_pointer(path: Path) -> str | None:
+    """The version a pointer file (``CURRENT``, ``SHADOW``) names, or None without one."""
     text = _read_text(path, MAX_CURRENT_BYTES)
     if text is None:
         return None
@@ -296,3 +304,49 @@ def rollback(root: Path, vertical: str, keyring: Keyring) -> tuple[str, str]:
         _write(directory / CURRENT_NAME, f"{target}\n".encode("ascii"))
         _write(directory / HISTORY_NAME, _format_stack(stack))
         return current, target
+
+
+def read_shadow(root: Path, vertical: str) -> str | None:
+    """Return the shadow (challenger) version of a vertical, or None when none is set.
+
+    ``SHADOW`` is read with the same checks as ``CURRENT`` (a regular file of at most
+    ``MAX_CURRENT_BYTES`` holding ``X.Y.Z``).
+
+    Raises:
+        StoreError: ``SHADOW`` is corrupt, or the vertical name is invalid.
+    """
+    return _read_pointer(_vertical_dir(root, vertical) / SHADOW_NAME)
+
+
+def set_shadow(root: Path, vertical: str, version: str | None, keyring: Keyring) -> str | None:
+    """Make ``version`` the vertical's shadow challenger (after verifying it), or clear it.
+
+    A shadow version is scored next to the active one, after each response, and never
+    answers a caller; promoting it is an ordinary ``activate``.
+
+    Returns:
+        The previous shadow version, or None.
+
+    Raises:
+        StoreError: Invalid name, no such version, the version is the active one, or the
+            pointer cannot be written.
+        ArtifactRejected: The version failed verification; nothing was changed.
+    """
+    directory = _vertical_dir(root, vertical)
+    if version is None:
+        with _locked(directory):
+            previous = read_shadow(root, vertical)
+            try:
+                (directory / SHADOW_NAME).unlink(missing_ok=True)
+                fsync_dir(directory)
+            except OSError as exc:
+                raise StoreError(f"cannot clear {directory / SHADOW_NAME}: {exc}") from exc
+            return previous
+    path = _existing_version_dir(root, vertical, version)
+    with _locked(path.parent):
+        verify_version(path, keyring)
+        if read_current(root, vertical) == version:
+            raise StoreError(f"{vertical} {version} is the active version, not a challenger")
+        previous = read_shadow(root, vertical)
+        _write(path.parent / SHADOW_NAME, f"{version}\n".encode("ascii"))
+        return previous

@@ -36,7 +36,7 @@ CONTRACT: dict[str, frozenset[str]] = {
     "ml_scoring_latency_seconds": frozenset({"vertical"}),
     "ml_scoring_errors_total": frozenset({"error_type", "vertical"}),
     "ml_leads_scored_total": frozenset({"vertical"}),
-    "ml_model_performance": frozenset({"vertical", "metric"}),
+    "ml_model_performance": frozenset({"vertical", "version", "role", "kind", "window", "metric"}),
     "ml_model_info": frozenset({"vertical", "version"}),
     "ml_auth_failures_total": frozenset({"reason"}),
     "ml_credential_reloads_total": frozenset({"credential", "outcome"}),
@@ -62,7 +62,7 @@ CONTRACT: dict[str, frozenset[str]] = {
     "ml_workers_configured": frozenset(),
     "ml_alert_threshold": frozenset({"name"}),
     "ml_cache_lookups_total": frozenset({"vertical", "result"}),
-    "ml_model_drift": frozenset({"vertical", "feature"}),
+    "ml_model_drift": frozenset({"vertical", "version", "role", "feature"}),
 }
 
 # Each area the issue asks for, by the metric whose panel shows it.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from api.auth import issue_token
-from engine.store.signing import SigningKey, generate_keypair
+from engine.store import pointer
+from engine.store.signing import Keyring, SigningKey, generate_keypair
 from engine.training.pipeline import train_vertical
 from tests.integration.service import ServiceProcess
 
@@ -40,8 +42,6 @@ def store(tmp_path_factory, demo_config, synth_csv) -> Store:
     generate_keypair(base / "model-keys")
     generate_keypair(base / "jwt-keys", private_name="jwt-signing.key")
     key = SigningKey.load(base / "model-keys" / "model-signing.key")
-    from engine.store.signing import Keyring
-
     keyring = Keyring.load(base / "model-keys" / "trusted")
     root = base / "models"
     for vertical in ("home", "health", "life"):
@@ -75,3 +75,17 @@ def service(store, tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+def service_over_copy(store: Store, workdir: Path, **env: str) -> ServiceProcess:
+    """A started service over a copy of the store, auto's active version reset to 1.0.0
+    (for tests that change files or pointers; other tests move the shared CURRENT)."""
+    models = workdir / "models"
+    shutil.copytree(store.root, models)
+    pointer.activate(models, "auto", "1.0.0", Keyring.load(store.model_keys / "trusted"))
+    server = ServiceProcess(
+        store.env(MODEL_PATH=str(models), MONITORING_DB=str(workdir / "monitoring.db"), **env),
+        workdir,
+    )
+    server.models = models  # type: ignore[attr-defined]
+    return server.start()

@@ -109,14 +109,21 @@ def test_scrape_aggregates_all_workers(service, store):
     )
     assert count >= 60 and fast == count  # every request under the 500 ms target
     assert 'le="0.0001"' in text and 'le="0.00025"' in text
+    # Holdout figures come from the quality snapshot (worker slot 0, exported by the master).
+    text = scrape_until(
+        service, lambda t: "ml_model_performance{" in t and 'kind="holdout"' in t, timeout=10
+    )
     for metric in ("auc", "precision", "recall"):
-        assert (
-            0
-            <= value(
-                text, "ml_model_performance", vertical="home", metric=metric, environment="test"
-            )
-            <= 1
+        holdout = value(
+            text,
+            "ml_model_performance",
+            vertical="home",
+            kind="holdout",
+            role="champion",
+            metric=metric,
+            environment="test",
         )
+        assert 0 <= holdout <= 1
     assert value(text, "ml_model_info", vertical="home", version="1.0.0", environment="test") == 1
     for client in clients:
         client.close()

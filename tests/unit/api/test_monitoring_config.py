@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from api.monitoring_config import MonitoringConfig, MonitoringError, parse_monitoring_config
@@ -72,3 +74,34 @@ def test_settings_refuse_a_bad_monitoring_config_naming_the_variable():
     settings = load_settings({"MONITORING_CONFIG": '{"thresholds": {"error_rate": 0.05}}'})
     assert settings.monitoring.error_rate == 0.05
     assert load_settings({}).monitoring == MonitoringConfig()
+
+
+def test_windows_and_retention():
+    config = parse_monitoring_config(
+        '{"windows": {"drift_minutes": 15, "performance_hours": [168, 1, 24]},'
+        ' "feedback_retention_days": 7}'
+    )
+    assert config.drift_minutes == 15
+    assert config.performance_hours == (1, 24, 168)  # sorted
+    assert config.feedback_retention_days == 7
+    defaults = parse_monitoring_config(None)
+    assert (defaults.drift_minutes, defaults.performance_hours) == (60, (24, 168))
+    assert defaults.feedback_retention_days == 30
+
+
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        ('{"windows": [1]}', "windows must be a JSON object"),
+        ('{"windows": {"drift": 5}}', "unknown window 'drift'"),
+        ('{"windows": {"drift_minutes": 0}}', "windows.drift_minutes must be a whole number"),
+        ('{"windows": {"drift_minutes": 1.5}}', "windows.drift_minutes must be a whole number"),
+        ('{"windows": {"performance_hours": []}}', "list of 1 to 8"),
+        ('{"windows": {"performance_hours": [24, 24]}}', "repeats a window"),
+        ('{"windows": {"performance_hours": [true]}}', "performance_hours[] must be a whole"),
+        ('{"feedback_retention_days": -1}', "feedback_retention_days must be a whole number"),
+    ],
+)
+def test_bad_windows_name_the_key(raw, names):
+    with pytest.raises(MonitoringError, match=re.escape(names)):
+        parse_monitoring_config(raw)
