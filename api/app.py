@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import engine
-from api import credentials, http_protocol, metrics, worker_metrics
+from api import credentials, http_protocol, metrics, prediction_cache, worker_metrics
 from api.access import ACCESS
 from api.archive import open_lead_archive
 from api.auth import Authenticator
@@ -71,6 +71,7 @@ def build_service(settings: ServiceSettings) -> Service:
     slot = int(os.environ.get("SERVICE_WORKER_SLOT", "0"))
     state_path = settings.reload_state_path
     state = ReloadState(state_path) if state_path.exists() else ReloadState.create(state_path)
+    cache = prediction_cache.build(settings.cache)
     runtime = ModelRuntime(
         config,
         model_root,
@@ -79,7 +80,14 @@ def build_service(settings: ServiceSettings) -> Service:
         slot,
         settings.environment,
         keyring_source=settings.trusted_keys,
+        cache=cache[0] if cache else None,
+        keyer=cache[1] if cache else None,
     )
+    if cache is not None:
+        cache_metrics = prediction_cache.CacheMetrics(
+            runtime.scorer, cache[0], settings.environment
+        )
+        runtime.tick_hooks.append(cache_metrics.flush)
     auth = Authenticator.from_directory(
         settings.jwt_public_keys, settings.jwt_issuer, settings.jwt_audience
     )

@@ -70,7 +70,8 @@ Metrics:
 - ``ml_alert_threshold{name,environment}``: the alert rules' thresholds from
   ``MONITORING_CONFIG`` (absent when its ``alerts`` is false).
 - ``ml_cache_lookups_total{vertical,result,environment}``: prediction-cache lookups by
-  ``hit``/``miss``; present at 0 until the cache exists.
+  ``hit``/``miss`` (at 0 when ``CACHE_CONFIG`` enables no cache);
+  ``ml_cache_evictions_total{tier}`` and ``ml_cache_entries{tier}`` (``api.prediction_cache``).
 
 Dead workers: every gauge is a ``live*`` mode, so ``mark_process_dead`` drops a dead
 worker's gauges; its counters and histograms are folded into one retired file
@@ -253,6 +254,17 @@ SHADOW_FAILURES = Counter(
     "ml_shadow_failures_total",
     "Shadow challenger failures by vertical and reason (load refusals, leads it rejects).",
     ["vertical", "reason", "environment"],
+)
+CACHE_EVICTIONS = Counter(
+    "ml_cache_evictions_total",
+    "Prediction cache entries evicted to stay within max_size, by tier.",
+    ["tier", "environment"],
+)
+CACHE_ENTRIES = Gauge(
+    "ml_cache_entries",
+    "Prediction cache entries held, summed over live workers, by tier.",
+    ["tier", "environment"],
+    multiprocess_mode="livesum",
 )
 CACHE_LOOKUPS = Counter(
     "ml_cache_lookups_total",

@@ -49,6 +49,8 @@ from pathlib import Path
 
 from api import credentials, metrics
 from api.reload_state import ReloadState, WorkerSlot
+from engine.cache import PredictionCache
+from engine.cache.keys import CacheKeyer
 from engine.config import ModelConfig
 from engine.errors import ArtifactRejected, EngineError, StoreError, UnknownVertical
 from engine.scoring.model import LoadedModel
@@ -115,6 +117,8 @@ class ModelRuntime:
         slot: int,
         environment: str,
         keyring_source: Path | None = None,
+        cache: PredictionCache | None = None,
+        keyer: CacheKeyer | None = None,
     ) -> None:
         self.config = config
         self.model_root = model_root
@@ -124,7 +128,7 @@ class ModelRuntime:
         self.state = state
         self.slot = slot
         self.environment = environment
-        self.scorer = Scorer(config)
+        self.scorer = Scorer(config, cache=cache, keyer=keyer)
         self.status: dict[str, VerticalStatus] = {}
         self.generation = -1
         self._inspector = ActiveInspector(model_root)

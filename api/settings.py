@@ -21,7 +21,7 @@
 | ``BODY_TIMEOUT_SECONDS`` | ``10`` | a request body still arriving after this gets 408 |
 | ``HEADER_TIMEOUT_SECONDS`` | ``10`` | a request head (or a new connection's first |
 |  |  | request) not complete after this gets 408 and the connection is closed |
-| ``CACHE_CONFIG`` | unset | reserved for the cache work; parsed now, used later |
+| ``CACHE_CONFIG`` | unset (no cache) | JSON: the prediction cache (``api.cache_config``) |
 | ``MONITORING_CONFIG`` | the seed's thresholds | JSON: ``alerts``, ``thresholds``, ``windows``, |
 |  |  | ``feedback_retention_days`` (``api.monitoring_config``) |
 | ``MONITORING_DB`` | ``RUN_DIR``/monitoring/monitoring.db | the monitoring store shared by the |
@@ -44,8 +44,10 @@ from pathlib import Path
 
 import msgspec
 
+from api.cache_config import CacheConfig, CacheError, parse_cache_config
 from api.monitoring_config import MonitoringConfig, MonitoringError, parse_monitoring_config
 from engine.archive.keys import DEFAULT_KEYS_DIR as DEFAULT_ARCHIVE_KEYS
+from engine.cache.keys import SECRET_BYTES
 from engine.settings import DEFAULT_CONFIG, DEFAULT_TRUSTED_KEYS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -78,7 +80,7 @@ class ServiceSettings(msgspec.Struct, frozen=True):
     log_level: str
     max_body_bytes: int
     max_batch: int
-    cache_config: str | None
+    cache: CacheConfig = CacheConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -147,6 +149,26 @@ def _tls_files(environ: Mapping[str, str]) -> tuple[Path | None, Path | None]:
     return (Path(cert) if cert else None), (Path(key) if key else None)
 
 
+def _cache(environ: Mapping[str, str]) -> CacheConfig:
+    try:
+        config = parse_cache_config(environ.get("CACHE_CONFIG"))
+    except CacheError as exc:
+        raise SettingsError(str(exc)) from None
+    secret = config.secret_file
+    if config.enable and secret is not None:
+        try:
+            size = secret.stat().st_size
+            readable = os.access(secret, os.R_OK)
+        except OSError:
+            size, readable = 0, False
+        if not readable or size < SECRET_BYTES:
+            raise SettingsError(
+                f"CACHE_CONFIG: secret_file {str(secret)!r} is not a readable file of "
+                f"{SECRET_BYTES} bytes at least"
+            )
+    return config
+
+
 def _monitoring(environ: Mapping[str, str]) -> MonitoringConfig:
     try:
         return parse_monitoring_config(environ.get("MONITORING_CONFIG"))
@@ -194,7 +216,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
         ),
         body_timeout_seconds=float(_int(environ, "BODY_TIMEOUT_SECONDS", 10, 1, 3600)),
         header_timeout_seconds=float(_int(environ, "HEADER_TIMEOUT_SECONDS", 10, 1, 3600)),
-        cache_config=environ.get("CACHE_CONFIG") or None,
+        cache=_cache(environ),
         monitoring=_monitoring(environ),
         tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file,

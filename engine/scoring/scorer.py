@@ -16,14 +16,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
+import numpy.typing as npt
 
+from engine.cache import PredictionCache
+from engine.cache.keys import CacheKeyer
 from engine.config import ModelConfig
 from engine.errors import LeadError, ModelUnavailable, UnknownVertical
 from engine.pricing.demand import DemandTracker, SlidingWindowDemand
 from engine.pricing.pricer import Pricer
 from engine.scoring.confidence import confidence
 from engine.scoring.model import LoadedModel
-from engine.scoring.result import LeadFailure, ScoreResult
+from engine.scoring.result import LeadFailure, Reason, ScoreResult
 
 Clock = Callable[[], float]
 
@@ -31,7 +34,16 @@ Clock = Callable[[], float]
 class _Lane:
     """Everything a vertical's requests need, found with one dictionary lookup."""
 
-    __slots__ = ("currency", "model", "pricer", "threshold", "top_k", "tracks_demand")
+    __slots__ = (
+        "cache_hits",
+        "cache_misses",
+        "currency",
+        "model",
+        "pricer",
+        "threshold",
+        "top_k",
+        "tracks_demand",
+    )
 
     def __init__(self, config: ModelConfig, vertical: str) -> None:
         settings = config.verticals[vertical]
@@ -41,6 +53,8 @@ class _Lane:
         self.threshold = config.threshold(vertical)
         self.top_k = settings.explain_top_k
         self.model: LoadedModel | None = None
+        self.cache_hits = 0  # prediction cache lookups since the metrics last read them
+        self.cache_misses = 0
 
 
 class Scorer:
@@ -52,6 +66,8 @@ class Scorer:
         *,
         clock: Clock = time.time,
         demand: DemandTracker | None = None,
+        cache: PredictionCache | None = None,
+        keyer: CacheKeyer | None = None,
     ) -> None:
         """Create a scorer with no models installed.
 
@@ -59,9 +75,14 @@ class Scorer:
             config: The model configuration (verticals, thresholds, pricing).
             clock: Returns epoch seconds; injectable so prices are reproducible.
             demand: Shared demand counter; in-process sliding windows by default.
+            cache: Prediction cache (``engine.cache``): the model's output for a
+                vertical, version and encoded row; None scores every lead.
+            keyer: Its keys (a fresh random secret when omitted).
         """
         self.config = config
         self._clock = clock
+        self._cache = cache
+        self._keyer = keyer or CacheKeyer() if cache is not None else None
         windows = {
             name: v.pricing.demand.window_seconds
             for name, v in config.verticals.items()
@@ -137,12 +158,15 @@ class Scorer:
             raise LeadError("lead_data", "must be an object", "type")
         predictor = model.predictor
         completeness = model.encoder.encode_into(lead, predictor.row)
-        score = predictor.predict_row()
-        reasons = (
-            model.reasons(np.ctypeslib.as_array(predictor.row).copy(), lane.top_k)
-            if explain
-            else None
-        )
+        if self._cache is None:
+            score = predictor.predict_row()
+            reasons = (
+                model.reasons(np.ctypeslib.as_array(predictor.row).copy(), lane.top_k)
+                if explain
+                else None
+            )
+        else:
+            score, reasons = self._cached_prediction(lane, model, explain)
         if now is None:
             now = self._clock()
         rate = self._demand.record(vertical, now) if lane.tracks_demand else 0.0
@@ -157,6 +181,70 @@ class Scorer:
             currency=lane.currency,
             reasons=reasons,
         )
+
+    def _cached_prediction(
+        self, lane: _Lane, model: LoadedModel, explain: bool
+    ) -> tuple[float, list[Reason] | None]:
+        """The model's output for the row just encoded, from the cache when it has it."""
+        assert self._cache is not None and self._keyer is not None
+        predictor = model.predictor
+        detail = lane.top_k if explain else 0
+        key = self._keyer.key(model.vertical, model.version, detail, memoryview(predictor.row))
+        hit = self._cache.get(key)
+        if hit is not None:
+            lane.cache_hits += 1
+            return hit  # type: ignore[return-value]
+        lane.cache_misses += 1
+        score = predictor.predict_row()
+        reasons = (
+            model.reasons(np.ctypeslib.as_array(predictor.row).copy(), lane.top_k)
+            if explain
+            else None
+        )
+        self._cache.put(key, (score, reasons))
+        return score, reasons
+
+    def _cached_batch(
+        self, lane: _Lane, model: LoadedModel, encoded: npt.NDArray[np.float64], explain: bool
+    ) -> tuple[list[float], list[list[Reason] | None]]:
+        """Scores (and reasons) of encoded rows, from the cache where it has them.
+
+        The rows it does not have are predicted together in one batch call, then stored.
+        """
+        assert self._cache is not None and self._keyer is not None
+        cache, keyer = self._cache, self._keyer
+        detail = lane.top_k if explain else 0
+        keys = [keyer.key(model.vertical, model.version, detail, row.data) for row in encoded]
+        scores: list[float] = [0.0] * len(keys)
+        reasons: list[list[Reason] | None] = [None] * len(keys)
+        missing: list[int] = []
+        for k, key in enumerate(keys):
+            hit = cache.get(key)
+            if hit is None:
+                missing.append(k)
+            else:
+                scores[k], reasons[k] = hit  # type: ignore[misc]
+        lane.cache_hits += len(keys) - len(missing)
+        lane.cache_misses += len(missing)
+        if missing:
+            rows = encoded[missing]
+            predicted = model.predictor.predict_matrix(rows).tolist()
+            contributions = model.predictor.contributions(rows) if explain else None
+            for j, k in enumerate(missing):
+                scores[k] = predicted[j]
+                if contributions is not None:
+                    reasons[k] = model.reasons_from(contributions[j, :-1], lane.top_k)
+                cache.put(keys[k], (scores[k], reasons[k]))
+        return scores, reasons
+
+    def take_cache_counts(self) -> dict[str, tuple[int, int]]:
+        """Per vertical, (hits, misses) since the last call (the metrics flush)."""
+        counts = {}
+        for name, lane in self._lanes.items():
+            if lane.cache_hits or lane.cache_misses:
+                counts[name] = (lane.cache_hits, lane.cache_misses)
+                lane.cache_hits = lane.cache_misses = 0
+        return counts
 
     def score_batch(
         self,
@@ -194,8 +282,13 @@ class Scorer:
                 continue
             valid.append(position)
         encoded = matrix[: len(valid)]
-        scores = model.predictor.predict_matrix(encoded).tolist()
-        contributions = model.predictor.contributions(encoded) if explain and valid else None
+        if self._cache is None:
+            scores = model.predictor.predict_matrix(encoded).tolist()
+            contributions = model.predictor.contributions(encoded) if explain and valid else None
+            explained: list[list[Reason] | None] | None = None
+        else:
+            scores, explained = self._cached_batch(lane, model, encoded, explain)
+            contributions = None
         if now is None:
             now = self._clock()
         pricer, tracks, currency = lane.pricer, lane.tracks_demand, lane.currency
@@ -215,6 +308,8 @@ class Scorer:
                 reasons=(
                     model.reasons_from(contributions[k, :-1], top_k)
                     if contributions is not None
+                    else explained[k]
+                    if explained is not None
                     else None
                 ),
             )

@@ -25,14 +25,15 @@ def test_values_are_parsed():
             "MAX_BODY_BYTES": "1024",
             "MAX_BATCH": "10",
             "ENVIRONMENT": "prod",
-            "CACHE_CONFIG": "redis://x",
+            "CACHE_CONFIG": '{"enable": true, "ttl": 60}',
             "RUN_DIR": "/run/ml",
         }
     )
     assert settings.model_path == Path("/m") and settings.workers == 3
     assert not settings.pin_workers and settings.metrics_port == 9100
     assert settings.log_level == "warning" and settings.max_body_bytes == 1024
-    assert settings.cache_config == "redis://x" and settings.metrics_dir == Path("/run/ml/metrics")
+    assert settings.cache.enable and settings.cache.ttl == 60
+    assert settings.metrics_dir == Path("/run/ml/metrics")
 
 
 @pytest.mark.parametrize(
