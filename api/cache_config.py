@@ -26,6 +26,8 @@ from typing import Literal
 
 import msgspec
 
+from api.json_setting import json_object
+
 VARIABLE = "CACHE_CONFIG"
 BACKENDS = ("memory", "redis", "tiered")
 AVAILABLE = ("memory",)
@@ -55,16 +57,8 @@ def parse_cache_config(raw: str | None) -> CacheConfig:
     """
     if raw is None or not raw.strip():
         return CacheConfig()
-    try:
-        document = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise CacheError(f"{VARIABLE} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise CacheError(f"{VARIABLE} must be a JSON object")
     known = ("enable", "ttl", "max_size", "backend", "secret_file")
-    unknown = sorted(set(document) - set(known))
-    if unknown:
-        raise CacheError(f"{VARIABLE}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+    document = json_object(VARIABLE, raw, known, CacheError)
     enable = document.get("enable", False)
     if not isinstance(enable, bool):
         raise CacheError(f"{VARIABLE}: enable must be true or false")

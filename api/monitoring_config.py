@@ -41,6 +41,8 @@ import math
 
 import msgspec
 
+from api.json_setting import json_object
+
 VARIABLE = "MONITORING_CONFIG"
 
 # name -> (default, lowest allowed, highest allowed); the seed's thresholds.
@@ -114,12 +116,6 @@ def parse_monitoring_config(raw: str | None) -> MonitoringConfig:
     """
     if raw is None or not raw.strip():
         return MonitoringConfig()
-    try:
-        document = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise MonitoringError(f"{VARIABLE} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise MonitoringError(f"{VARIABLE} must be a JSON object")
     known = (
         "alerts",
         "thresholds",
@@ -127,9 +123,7 @@ def parse_monitoring_config(raw: str | None) -> MonitoringConfig:
         "feedback_retention_days",
         "quality_refresh_seconds",
     )
-    unknown = sorted(set(document) - set(known))
-    if unknown:
-        raise MonitoringError(f"{VARIABLE}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+    document = json_object(VARIABLE, raw, known, MonitoringError)
     alerts = document.get("alerts", True)
     if not isinstance(alerts, bool):
         raise MonitoringError(f"{VARIABLE}: alerts must be true or false")
