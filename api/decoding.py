@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from api.errors import ApiError, decode_error, echo
 from api.schemas import BATCH_DECODER, SCORE_DECODER, BatchRequest, ScoreRequest
+
+_Body = TypeVar("_Body")
 
 TOO_DEEP = "request body nests arrays or objects too deeply"
 NOT_UTF8 = "request body is not valid JSON: a string is not valid UTF-8"
@@ -218,3 +220,15 @@ def _locate(raw: bytes, field: str) -> str | None:
     except (msgspec.DecodeError, KeyError, IndexError):
         return None
     return located.lstrip(".")
+
+
+def decode_unique(decoder: msgspec.json.Decoder[_Body], raw: bytes) -> _Body:
+    """Decode a body (not on the scoring path), refusing one whose objects repeat a key.
+
+    Which of two repeated keys wins is a parser's guess, so ``{"versions": {"auto":
+    "1.0.0", "auto": "9.9.9"}}`` must activate neither. These routes are rare, so the
+    exact check runs every time.
+    """
+    body = decoder.decode(raw)
+    check_unique_keys(raw)
+    return body

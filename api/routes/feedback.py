@@ -13,7 +13,6 @@ outcome is counted in ``ml_feedback_outcomes_total{status}``. The role is ``scor
 from __future__ import annotations
 
 import time
-from typing import TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -21,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api import metrics
-from api.decoding import check_unique_keys
+from api.decoding import decode_unique
 from api.errors import ApiError, read_json_body
 from api.monitoring_io import StoreIO
 from api.schemas import (
@@ -36,17 +35,10 @@ from api.schemas import (
 from api.service import Service
 from engine.monitoring.store import Outcome, OutcomeStatus
 
-_Body = TypeVar("_Body")
 _JSON = "application/json"
 # An outcome may be stamped a little ahead of this machine's clock, not more.
 CLOCK_SKEW_SECONDS = 300.0
 STATUSES: tuple[OutcomeStatus, ...] = ("recorded", "unknown", "duplicate")
-
-
-def _decode(decoder: msgspec.json.Decoder[_Body], raw: bytes) -> _Body:
-    body = decoder.decode(raw)
-    check_unique_keys(raw)  # which of two repeated keys wins would be a guess
-    return body
 
 
 def _outcome(request: FeedbackRequest, now: float, field: str) -> Outcome:
@@ -92,7 +84,7 @@ def routes(service: Service, io: StoreIO | None) -> list[Route]:
 
     async def feedback(request: Request) -> Response:
         try:
-            body = _decode(FEEDBACK_DECODER, await read_json_body(request, limit))
+            body = decode_unique(FEEDBACK_DECODER, await read_json_body(request, limit))
             outcome = _outcome(body, time.time(), "")
             (status,) = await record([outcome])
             if status == "unknown":
@@ -113,7 +105,7 @@ def routes(service: Service, io: StoreIO | None) -> list[Route]:
 
     async def feedback_batch(request: Request) -> Response:
         try:
-            body = _decode(FEEDBACK_BATCH_DECODER, await read_json_body(request, batch_limit))
+            body = decode_unique(FEEDBACK_BATCH_DECODER, await read_json_body(request, batch_limit))
             if len(body.outcomes) > max_batch:
                 raise ApiError(
                     413,

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from typing import TypeVar
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.decoding import check_unique_keys
+from api.decoding import decode_unique
 from api.errors import ApiError, echo, read_json_body
 from api.quality import read_snapshot, snapshot_path
 from api.reload_state import WorkerSlot
@@ -37,7 +36,6 @@ from api.shadow import ShadowModels
 from engine.monitoring.quality import QualitySnapshot
 from engine.store import layout
 
-_Body = TypeVar("_Body")
 # How long reload and rollback wait for every worker to switch before answering.
 SWITCH_TIMEOUT_SECONDS = 10.0
 _JSON = "application/json"
@@ -62,7 +60,7 @@ def routes(service: Service, shadows: ShadowModels | None = None) -> list[Route]
     async def reload(request: Request) -> Response:
         try:
             raw = await read_json_body(request, limit) if _has_body(request) else b""
-            versions = _decode_unique(RELOAD_DECODER, raw).versions if raw.strip() else None
+            versions = decode_unique(RELOAD_DECODER, raw).versions if raw.strip() else None
             for vertical, version in (versions or {}).items():
                 if not layout.is_version(version):
                     raise ApiError(
@@ -78,7 +76,7 @@ def routes(service: Service, shadows: ShadowModels | None = None) -> list[Route]
 
     async def rollback(request: Request) -> Response:
         try:
-            body = _decode_unique(ROLLBACK_DECODER, await read_json_body(request, limit))
+            body = decode_unique(ROLLBACK_DECODER, await read_json_body(request, limit))
             generation = await runtime.rollback(body.vertical)
         except Exception as exc:
             return service.fail(exc)
@@ -115,18 +113,6 @@ def routes(service: Service, shadows: ShadowModels | None = None) -> list[Route]
         Route("/api/v1/models/reload", reload, methods=["POST"]),
         Route("/api/v1/models/rollback", rollback, methods=["POST"]),
     ]
-
-
-def _decode_unique(decoder: msgspec.json.Decoder[_Body], raw: bytes) -> _Body:
-    """Decode an admin body, refusing one whose objects repeat a key.
-
-    Which of two repeated keys wins is a parser's guess, so ``{"versions": {"auto":
-    "1.0.0", "auto": "9.9.9"}}`` must activate neither. Admin calls are rare, so the exact
-    check runs every time.
-    """
-    body = decoder.decode(raw)
-    check_unique_keys(raw)
-    return body
 
 
 def _has_body(request: Request) -> bool:

@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.decoding import decode_unique
 from api.errors import ApiError, echo, read_json_body
 from api.monitoring_io import StoreIO
-from api.routes.models import _decode_unique
 from api.schemas import ENCODER, SHADOW_DECODER, ShadowResponse
 from api.service import Service
 from api.shadow import ShadowModels
@@ -43,7 +43,7 @@ def routes(service: Service, io: StoreIO | None, shadows: ShadowModels) -> list[
 
     async def set_shadow(request: Request) -> Response:
         try:
-            body = _decode_unique(SHADOW_DECODER, await read_json_body(request, limit))
+            body = decode_unique(SHADOW_DECODER, await read_json_body(request, limit))
             if body.vertical not in service.verticals:
                 runtime.scorer.model(body.vertical)  # raises UnknownVertical: 404
             if body.version is not None and not layout.is_version(body.version):
