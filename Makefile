@@ -16,7 +16,7 @@ help:
 	@echo "make run       install, create demo keys and models if absent, start the service on :8000"
 	@echo "make test      install, lint, type-check and run every test (coverage >= 80%)"
 	@echo "make models    generate demo keys and train the four demo models into var/"
-	@echo "make bench     run the engine, HTTP, auth, scrape and feedback-store benchmarks (bench/)"
+	@echo "make bench     run the engine, HTTP, auth, scrape, feedback-store and cache benchmarks (bench/)"
 	@echo "make fuzz      fuzz the scoring request path for FUZZ_SECONDS (default 600), growing tests/fuzz/corpus"
 	@echo "make prometheus  a local Prometheus (UI on :9091) scraping \`make run\` with the alert rules"
 	@echo "make format    apply ruff formatting"
@@ -111,6 +111,7 @@ bench: models
 	$(BIN)/python bench/bench_auth.py
 	$(BIN)/python bench/bench_scrape.py
 	$(BIN)/python bench/bench_feedback_store.py
+	$(BIN)/python bench/bench_cache.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

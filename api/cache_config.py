@@ -6,10 +6,13 @@ The variable holds a JSON object (the seed's ``{"enable": true, "ttl": 3600}`` w
      "secret_file": "/path/to/secret"}
 
 - ``enable`` (default false): cache the model's output per (vertical, version, encoded
-  lead). Off by default, because what it saves depends on repeats: measured on the demo
-  auto model, a hit costs 4.3 µs against 7.3 µs to score, an ``explain`` hit 4.1 µs
-  against 261 µs, and each miss adds about 1 µs (the key and the insert). It pays off
-  when the same leads come back (re-scoring, explain requests), not on unique traffic.
+  lead). Off by default, because what it saves depends on repeats. Measured by
+  ``bench/bench_cache.py`` (per lead, one core): on the demo auto model a hit costs
+  4.6 µs against 7.5 µs to score, an ``explain`` hit 5.0 µs against 267 µs, and a miss
+  about 1.5 µs more than no cache; on a large model (1,337 trees of 255 leaves) a hit
+  costs 5.8 µs against 204 µs, an ``explain`` hit 7.5 µs against 62 ms, a miss nothing
+  measurable. It pays off when the same leads come back (re-scoring, explain requests)
+  or the model is large, not for a small model on unique traffic.
 - ``ttl`` (seconds, default 3600) and ``max_size`` (entries per worker, default 10000).
 - ``backend``: ``memory`` (in each worker) is the one this release has; ``redis`` and
   ``tiered`` are refused at start with a message saying so.
