@@ -255,6 +255,17 @@ SHADOW_FAILURES = Counter(
     "Shadow challenger failures by vertical and reason (load refusals, leads it rejects).",
     ["vertical", "reason", "environment"],
 )
+REDIS_UP = Gauge(
+    "ml_redis_up",
+    "1 while the Redis circuit breaker is closed, 0 while it is open (local fallback).",
+    ["environment"],
+    multiprocess_mode="livemin",
+)
+REDIS_FAILURES = Counter(
+    "ml_redis_failures_total",
+    "Redis calls that failed (timeout, error); the caller used its local state.",
+    ["reason", "environment"],
+)
 CACHE_EVICTIONS = Counter(
     "ml_cache_evictions_total",
     "Prediction cache entries evicted to stay within max_size, by tier.",

@@ -18,6 +18,7 @@ INSTALL_HINTS = {
     "promtool": "apt-get install prometheus (it ships promtool)",
     "chromium": "apt-get install chromium",
     "wrk": "apt-get install wrk",
+    "redis-server": "apt-get install redis-server",
 }
 
 
