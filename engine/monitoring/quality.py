@@ -139,27 +139,22 @@ def realized_rows(
     rows = []
     for seconds in windows:
         labelled = store.labelled(model.vertical, now - seconds)
+        # Columns as arrays, filtered with masks: windows can hold hundreds of thousands
+        # of outcomes, and this runs on a worker's store thread (it holds the GIL).
+        converted = np.asarray(labelled.converted, dtype=np.bool_)
         if model.role == "champion":
-            pairs = [
-                (score, converted)
-                for version, score, converted in zip(
-                    labelled.versions, labelled.scores, labelled.converted, strict=True
-                )
-                if version == model.version
-            ]
+            mine = np.asarray(labelled.versions, dtype=object) == model.version
+            scores = np.asarray(labelled.scores, dtype=np.float64)[mine]
         else:  # the challenger's own scores of the same leads
-            pairs = [
-                (score, converted)
-                for version, score, converted in zip(
-                    labelled.shadow_versions,
-                    labelled.shadow_scores,
-                    labelled.converted,
-                    strict=True,
-                )
-                if version == model.version and score is not None
-            ]
-        scores = np.array([p[0] for p in pairs], dtype=np.float64)
-        converted = np.array([p[1] for p in pairs], dtype=np.bool_)
+            # None (a lead the challenger did not score) becomes NaN and is masked out.
+            shadow = np.asarray(
+                [np.nan if s is None else s for s in labelled.shadow_scores], dtype=np.float64
+            )
+            mine = (np.asarray(labelled.shadow_versions, dtype=object) == model.version) & (
+                ~np.isnan(shadow)
+            )
+            scores = shadow[mine]
+        converted = converted[mine]
         figures = performance.realized(scores, converted, model.threshold)
         accepted = float(np.mean(scores >= model.threshold)) if len(scores) else None
         rows.append(_row(model, "realized", window_label(seconds), figures, accepted))
