@@ -31,6 +31,7 @@ from api.access import ACCESS
 from api.archive import open_lead_archive
 from api.auth import Authenticator
 from api.errors import echo, error_response
+from api.fleet_reload import FleetReload
 from api.gateway import Gateway
 from api.lead_memory import LeadMemory
 from api.monitoring_io import StoreIO, open_store
@@ -38,6 +39,7 @@ from api.openapi import build_openapi
 from api.quality import snapshot_path
 from api.quality_publisher import QualityPublisher, served_models
 from api.quality_sampler import WRITE_SECONDS, QualitySampler
+from api.redis_link import RedisLink
 from api.reload_state import ReloadState
 from api.routes import feedback, health, models, quality, scoring
 from api.routes import shadow as shadow_routes
@@ -127,6 +129,18 @@ def _start_monitoring(
     return memory, sampler
 
 
+def _start_fleet(service: Service) -> tuple[FleetReload, RedisLink] | None:
+    """With ``REDIS_URL``, the worker in slot 0 links reloads with the fleet's."""
+    settings = service.settings
+    if settings.redis_url is None or service.runtime.slot != 0:
+        return None
+    link = RedisLink(settings.redis_url, settings.environment, settings.redis_timeout_ms)
+    fleet = FleetReload(link, service.runtime.state)
+    fleet.start()
+    service.runtime.tick_hooks.append(fleet.tick)
+    return fleet, link
+
+
 def create_app(settings: ServiceSettings | None = None) -> Gateway:
     """Build the worker's application; models load at lifespan startup."""
     settings = settings or load_settings()
@@ -165,11 +179,15 @@ def create_app(settings: ServiceSettings | None = None) -> Gateway:
         )
         gateway.service = service
         gateway.recorder = recorder
+        fleet = _start_fleet(service)  # None: no REDIS_URL, or not the worker in slot 0
         service.runtime.start_watching()
         log.info("worker ready", extra={"versions": service.runtime.versions()})
         try:
             yield
         finally:
+            if fleet is not None:
+                await fleet[0].stop()
+                await fleet[1].close()
             await service.runtime.stop()  # its last tick hands over what is buffered
             if sampler is not None:
                 sampler.close()

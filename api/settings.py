@@ -26,6 +26,9 @@
 |  |  | ``feedback_retention_days`` (``api.monitoring_config``) |
 | ``MONITORING_DB`` | ``RUN_DIR``/monitoring/monitoring.db | the monitoring store shared by the |
 |  |  | workers: scored leads awaiting outcomes, drift counts (``engine.monitoring``) |
+| ``REDIS_URL`` | unset | the fleet tier (``redis://host:port/db``): reloads reach every |
+|  |  | instance (``api.fleet_reload``); unset, each instance stands alone |
+| ``REDIS_TIMEOUT_MS`` | ``50`` | the longest a Redis call may wait (``api.redis_link``) |
 | ``MONITORING_KEY`` | ``lead-id.key`` beside the store | the secret that keys the hash of |
 |  |  | lead ids in that store (``api.lead_keys``); created at first start |
 | ``TLS_CERT_FILE`` / ``TLS_KEY_FILE`` | unset | PEM certificate chain and private key: |
@@ -91,6 +94,8 @@ class ServiceSettings(msgspec.Struct, frozen=True):
     lead_archive_keys: Path = DEFAULT_ARCHIVE_KEYS
     monitoring_db: Path | None = None  # None: RUN_DIR/monitoring/monitoring.db
     monitoring_key: Path | None = None  # None: lead-id.key beside the monitoring store
+    redis_url: str | None = None
+    redis_timeout_ms: int = 50
 
     @property
     def reload_state_path(self) -> Path:
@@ -169,6 +174,13 @@ def _cache(environ: Mapping[str, str]) -> CacheConfig:
     return config
 
 
+def _redis_url(environ: Mapping[str, str]) -> str | None:
+    url = environ.get("REDIS_URL") or None
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"REDIS_URL={url!r} must start with redis://, rediss:// or unix://")
+    return url
+
+
 def _monitoring(environ: Mapping[str, str]) -> MonitoringConfig:
     try:
         return parse_monitoring_config(environ.get("MONITORING_CONFIG"))
@@ -224,4 +236,6 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
         lead_archive_keys=Path(environ.get("LEAD_ARCHIVE_KEYS") or DEFAULT_ARCHIVE_KEYS),
         monitoring_db=Path(environ["MONITORING_DB"]) if environ.get("MONITORING_DB") else None,
         monitoring_key=Path(environ["MONITORING_KEY"]) if environ.get("MONITORING_KEY") else None,
+        redis_url=_redis_url(environ),
+        redis_timeout_ms=_int(environ, "REDIS_TIMEOUT_MS", 50, 1, 10_000),
     )
