@@ -25,7 +25,6 @@ shared files).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -115,8 +114,3 @@ def snapshot_metrics(snapshot: QualitySnapshot, environment: str) -> Iterable[Me
     )
     stamp.add_metric([environment], snapshot.generated_at)
     return [performance, leads, drift, stamp]
-
-
-def age(snapshot: QualitySnapshot, now: float | None = None) -> float:
-    """Seconds since the snapshot was computed."""
-    return (time.time() if now is None else now) - snapshot.generated_at

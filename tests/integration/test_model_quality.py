@@ -21,11 +21,6 @@ pytestmark = pytest.mark.slow
 MONITORING = json.dumps({"quality_refresh_seconds": 1})
 
 
-def labelled_leads(vertical: str, count: int, seed: int) -> list[tuple[dict[str, Any], bool]]:
-    """Synthetic leads as a client sends them, with whether each converted."""
-    return synthetic_leads(vertical, count, seed)
-
-
 @pytest.fixture(scope="module")
 def quality_service(store, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("quality")
@@ -61,7 +56,7 @@ def feedback_until_known(client: Client, token: str, lead_id: str, converted: bo
 
 def test_outcomes_recorded_by_any_worker_once(quality_service, store):
     clients = [quality_service.client() for _ in range(6)]
-    lead = labelled_leads("home", 1, 3)[0][0]
+    lead = synthetic_leads("home", 1, 3)[0][0]
     ids = [f"home-{i}" for i in range(12)]
     for i, lead_id in enumerate(ids):
         body = {"vertical": "home", "lead_data": lead, "lead_id": lead_id}
@@ -93,7 +88,7 @@ def test_outcomes_recorded_by_any_worker_once(quality_service, store):
 
 def test_a_batch_of_outcomes_reports_each_status(quality_service, store):
     client = quality_service.client()
-    lead = labelled_leads("life", 1, 4)[0][0]
+    lead = synthetic_leads("life", 1, 4)[0][0]
     leads = [{"lead_data": lead, "lead_id": f"life-b{i}"} for i in range(3)]
     reply = client.request(
         "POST",
@@ -198,7 +193,7 @@ def test_feedback_needs_the_scorer_role(service, store):
 
 
 def test_realized_estimated_and_drift_reach_prometheus(quality_service, store):
-    leads = labelled_leads("health", 1400, 41)
+    leads = synthetic_leads("health", 1400, 41)
     scores: dict[int, float] = {}  # by lead number (the lead_id's suffix)
     truths = [converted for _, converted in leads]
 
@@ -343,7 +338,7 @@ def test_the_store_survives_a_restart_and_a_corrupt_file(store, tmp_path):
         )
         assert list(tmp_path.glob("monitoring.db.corrupt-*")), "the bad file was moved aside"
         client = first.client()
-        lead = labelled_leads("auto", 1, 5)[0][0]
+        lead = synthetic_leads("auto", 1, 5)[0][0]
         body = {"vertical": "auto", "lead_data": lead, "lead_id": "kept-across-restart"}
         assert client.request("POST", "/api/v1/score", body=body, token=store.scorer).status == 200
         client.close()

@@ -28,8 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.config import ModelConfig
-from engine.training.synth import generate
+from tests.integration.leads import synthetic_leads
 from tests.integration.prometheus_server import JOB_NAME, PrometheusError, PrometheusServer
 from tests.integration.service import Client, ServiceProcess
 
@@ -80,23 +79,13 @@ class Tally:
     versions: dict[str, str] = field(default_factory=dict)  # vertical -> model_version
 
 
-def leads(config: ModelConfig, vertical: str, count: int, seed: int) -> list[dict[str, Any]]:
-    """Synthetic leads as a JSON client sends them (numbers as numbers, no empty cells).
+def leads(vertical: str, count: int, seed: int) -> list[dict[str, Any]]:
+    """Synthetic leads as a JSON client sends them (tests.integration.leads).
 
     Synthetic leads span the score range, so each vertical gets accepted and rejected
     leads alike (a fixed example lead would always give the same answer).
     """
-    header, rows = generate(vertical, count, seed)
-    numerical = set(config.verticals[vertical].feature_config.numerical)
-    out = []
-    for row in rows:
-        lead: dict[str, Any] = {}
-        for name, cell in zip(header[:-1], row[:-1], strict=True):  # drop `converted`
-            if cell == "":
-                continue
-            lead[name] = float(cell) if name in numerical else cell
-        out.append(lead)
-    return out
+    return [lead for lead, _ in synthetic_leads(vertical, count, seed)]
 
 
 def status_class(status: int) -> str:
@@ -106,10 +95,9 @@ def status_class(status: int) -> str:
 class Traffic:
     """Sends scoring traffic and bad requests, tallying what it expects to be counted."""
 
-    def __init__(self, clients: list[Client], token: str, config: ModelConfig) -> None:
+    def __init__(self, clients: list[Client], token: str) -> None:
         self.clients = clients
         self.token = token
-        self.config = config
         self.tally = Tally()
         self.sent = 0
         self.seed = 100
@@ -136,7 +124,7 @@ class Traffic:
         """Score ``singles`` single leads and ``batches`` batches per vertical."""
         for vertical in VERTICALS:
             self.seed += 1
-            pool = leads(self.config, vertical, singles + batches * batch_size, self.seed)
+            pool = leads(vertical, singles + batches * batch_size, self.seed)
             for lead in pool[:singles]:
                 body: dict[str, Any] = {"vertical": vertical, "lead_data": lead}
                 self._scored(vertical, self._post(SCORE, 200, body=body, token=self.token))
@@ -155,7 +143,7 @@ class Traffic:
         """Send ``each`` of every kind of bad request."""
         broken = b'{"vertical": "auto", '
         json_headers = {"Content-Type": "application/json"}
-        lead = leads(self.config, "auto", 1, 7)[0]
+        lead = leads("auto", 1, 7)[0]
         for i in range(each):
             self._post(SCORE, 400, raw=broken, headers=json_headers, token=self.token)
             self._post(BATCH, 400, raw=broken, headers=json_headers, token=self.token)
@@ -265,9 +253,9 @@ def prom(monitored_service, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def setup(monitored_service, prom, store, demo_config) -> Setup:
+def setup(monitored_service, prom, store) -> Setup:
     clients = [monitored_service.client() for _ in range(4)]
-    traffic = Traffic(clients, store.scorer, demo_config)
+    traffic = Traffic(clients, store.scorer)
     try:
         # Warm-up: every series exists, and Prometheus has a sample of it ...
         traffic.score_round(singles=2, batches=1, batch_size=3)

@@ -29,10 +29,6 @@ def shadow_service(store, tmp_path_factory):
     server.stop()
 
 
-def auto_leads(count: int, seed: int) -> list[tuple[dict[str, Any], bool]]:
-    return synthetic_leads("auto", count, seed)
-
-
 def set_shadow(client: Client, token: str, version: str | None) -> Any:
     body = {"vertical": "auto", "version": version}
     return client.request("POST", "/api/v1/models/shadow", body=body, token=token)
@@ -55,7 +51,7 @@ def test_a_challenger_is_compared_on_the_same_leads_and_never_answers(shadow_ser
         auto = next(m for m in listing.json["models"] if m["vertical"] == "auto")
         assert auto["loaded_version"] == "1.0.0"
         streak = streak + 1 if auto.get("shadow_version") == "1.1.0" else 0
-    leads = auto_leads(400, 9)
+    leads = synthetic_leads("auto", 400, 9)
     for start in range(0, 400, 50):
         chunk = [
             {"lead_data": lead, "lead_id": f"shadow-{start + k}"}
@@ -158,7 +154,7 @@ def test_a_broken_challenger_never_touches_the_answers(shadow_service, store):
         # A reload: every worker re-reads its pointers; the challenger now fails its hash.
         reload = client.request("POST", "/api/v1/models/reload", token=store.admin)
         assert reload.status == 200, reload
-        lead = auto_leads(1, 3)[0][0]
+        lead = synthetic_leads("auto", 1, 3)[0][0]
         for _ in range(20):
             reply = client.request(
                 "POST",
