@@ -112,6 +112,7 @@ bench: models
 	$(BIN)/python bench/bench_scrape.py
 	$(BIN)/python bench/bench_feedback_store.py
 	$(BIN)/python bench/bench_cache.py
+	$(BIN)/python bench/bench_redis.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -31,6 +31,7 @@ from api.access import ACCESS
 from api.archive import open_lead_archive
 from api.auth import Authenticator
 from api.errors import echo, error_response
+from api.fleet_demand import DemandSync
 from api.fleet_reload import FleetReload
 from api.gateway import Gateway
 from api.lead_memory import LeadMemory
@@ -48,6 +49,8 @@ from api.service import Service, internal_error_response
 from api.settings import ServiceSettings, load_settings
 from api.shadow import ShadowModels
 from engine.config import load_config
+from engine.pricing.demand import FleetDemand
+from engine.scoring.scorer import DEFAULT_DEMAND_WINDOW, demand_windows
 from engine.store.signing import Keyring
 
 log = logging.getLogger("ml_service.app")
@@ -73,7 +76,17 @@ def build_service(settings: ServiceSettings) -> Service:
     slot = int(os.environ.get("SERVICE_WORKER_SLOT", "0"))
     state_path = settings.reload_state_path
     state = ReloadState(state_path) if state_path.exists() else ReloadState.create(state_path)
-    cache = prediction_cache.build(settings.cache)
+    # One Redis link per worker (its pool and circuit breaker) for every fleet feature.
+    link = (
+        RedisLink(settings.redis_url, settings.environment, settings.redis_timeout_ms)
+        if settings.redis_url is not None
+        else None
+    )
+    caches = prediction_cache.build(settings.cache, link)
+    # With Redis, demand counts over the fleet (api.fleet_demand syncs it each second).
+    demand = (
+        FleetDemand(DEFAULT_DEMAND_WINDOW, demand_windows(config)) if link is not None else None
+    )
     runtime = ModelRuntime(
         config,
         model_root,
@@ -82,13 +95,13 @@ def build_service(settings: ServiceSettings) -> Service:
         slot,
         settings.environment,
         keyring_source=settings.trusted_keys,
-        cache=cache[0] if cache else None,
-        keyer=cache[1] if cache else None,
+        cache=caches.memory if caches else None,
+        keyer=caches.keyer if caches else None,
+        remote=caches.redis if caches else None,
+        demand=demand,
     )
-    if cache is not None:
-        cache_metrics = prediction_cache.CacheMetrics(
-            runtime.scorer, cache[0], settings.environment
-        )
+    if caches is not None:
+        cache_metrics = prediction_cache.CacheMetrics(runtime.scorer, caches, settings.environment)
         runtime.tick_hooks.append(cache_metrics.flush)
     auth = Authenticator.from_directory(
         settings.jwt_public_keys, settings.jwt_issuer, settings.jwt_audience
@@ -98,6 +111,7 @@ def build_service(settings: ServiceSettings) -> Service:
     runtime.reload_hooks.extend(credentials.reload_hooks(auth, settings.environment, tls_on))
     service = Service(settings, runtime, auth)
     service.archive = open_lead_archive(settings, runtime)  # None unless LEAD_ARCHIVE_DIR
+    service.redis = link
     return service
 
 
@@ -129,16 +143,31 @@ def _start_monitoring(
     return memory, sampler
 
 
-def _start_fleet(service: Service) -> tuple[FleetReload, RedisLink] | None:
-    """With ``REDIS_URL``, the worker in slot 0 links reloads with the fleet's."""
-    settings = service.settings
-    if settings.redis_url is None or service.runtime.slot != 0:
-        return None
-    link = RedisLink(settings.redis_url, settings.environment, settings.redis_timeout_ms)
-    fleet = FleetReload(link, service.runtime.state)
-    fleet.start()
-    service.runtime.tick_hooks.append(fleet.tick)
-    return fleet, link
+class Fleet:
+    """This worker's part in the fleet tier (``REDIS_URL``): its tasks, and their stop."""
+
+    def __init__(self, service: Service) -> None:
+        """Start the demand sync, and in the worker in slot 0 the fleet reload link."""
+        assert service.redis is not None
+        self.link = service.redis
+        runtime = service.runtime
+        demand = runtime.scorer.demand
+        self.demand: DemandSync | None = None
+        if isinstance(demand, FleetDemand):
+            self.demand = DemandSync(self.link, demand, demand_windows(runtime.config))
+            self.demand.start()
+        self.reload: FleetReload | None = None
+        if runtime.slot == 0:
+            self.reload = FleetReload(self.link, runtime.state)
+            self.reload.start()
+            runtime.tick_hooks.append(self.reload.tick)
+
+    async def stop(self) -> None:
+        """Stop the tasks (the demand sync pushes its last counts); the link stays open."""
+        if self.reload is not None:
+            await self.reload.stop()
+        if self.demand is not None:
+            await self.demand.stop()
 
 
 def create_app(settings: ServiceSettings | None = None) -> Gateway:
@@ -179,16 +208,17 @@ def create_app(settings: ServiceSettings | None = None) -> Gateway:
         )
         gateway.service = service
         gateway.recorder = recorder
-        fleet = _start_fleet(service)  # None: no REDIS_URL, or not the worker in slot 0
+        fleet = Fleet(service) if service.redis is not None else None
         service.runtime.start_watching()
         log.info("worker ready", extra={"versions": service.runtime.versions()})
         try:
             yield
         finally:
             if fleet is not None:
-                await fleet[0].stop()
-                await fleet[1].close()
+                await fleet.stop()
             await service.runtime.stop()  # its last tick hands over what is buffered
+            if service.redis is not None:
+                await service.redis.close()
             if sampler is not None:
                 sampler.close()
             if store_io is not None:

@@ -33,7 +33,7 @@ from api.json_setting import json_object
 
 VARIABLE = "CACHE_CONFIG"
 BACKENDS = ("memory", "redis", "tiered")
-AVAILABLE = ("memory",)
+SHARED = ("redis", "tiered")  # backends whose entries other processes read
 
 
 class CacheError(ValueError):
@@ -74,11 +74,15 @@ def parse_cache_config(raw: str | None) -> CacheConfig:
     backend = document.get("backend", "memory")
     if backend not in BACKENDS:
         raise CacheError(f"{VARIABLE}: backend must be one of {', '.join(BACKENDS)}")
-    if backend not in AVAILABLE:
-        raise CacheError(f"{VARIABLE}: backend {backend!r} is not in this release; use 'memory'")
     secret = document.get("secret_file")
     if secret is not None and (not isinstance(secret, str) or not secret):
         raise CacheError(f"{VARIABLE}: secret_file must be a path")
+    if enable and backend in SHARED and secret is None:
+        # Processes share entries only if they compute the same keys: one secret for all.
+        raise CacheError(
+            f"{VARIABLE}: backend {backend!r} is shared by every worker and replica, so it "
+            "needs a secret_file (the same file everywhere)"
+        )
     return CacheConfig(
         enable, float(ttl), size, backend, Path(secret) if secret is not None else None
     )

@@ -71,7 +71,12 @@ Metrics:
   ``MONITORING_CONFIG`` (absent when its ``alerts`` is false).
 - ``ml_cache_lookups_total{vertical,result,environment}``: prediction-cache lookups by
   ``hit``/``miss`` (at 0 when ``CACHE_CONFIG`` enables no cache);
-  ``ml_cache_evictions_total{tier}`` and ``ml_cache_entries{tier}`` (``api.prediction_cache``).
+  ``ml_cache_evictions_total{tier}`` and ``ml_cache_entries{tier}`` (``api.prediction_cache``);
+  ``ml_cache_redis_operations_total{operation,result}``: the Redis tier's gets (``hit``,
+  ``miss``, ``unavailable``: Redis not asked or not answering, ``unreadable``) and sets
+  (``stored``, ``dropped``).
+- ``ml_redis_up{environment}`` (``livemin``: 0 while any worker's circuit breaker is
+  open) and ``ml_redis_failures_total{reason}`` (``api.redis_link``).
 
 Dead workers: every gauge is a ``live*`` mode, so ``mark_process_dead`` drops a dead
 worker's gauges; its counters and histograms are folded into one retired file
@@ -276,6 +281,12 @@ CACHE_ENTRIES = Gauge(
     "Prediction cache entries held, summed over live workers, by tier.",
     ["tier", "environment"],
     multiprocess_mode="livesum",
+)
+CACHE_REDIS_OPERATIONS = Counter(
+    "ml_cache_redis_operations_total",
+    "Prediction cache operations on the Redis tier: get hit/miss/unavailable/unreadable, "
+    "set stored/dropped.",
+    ["operation", "result", "environment"],
 )
 CACHE_LOOKUPS = Counter(
     "ml_cache_lookups_total",

@@ -6,7 +6,7 @@ The variable holds a JSON object (every key optional; the defaults are the seed'
      "thresholds": {"latency_ms": 500, "error_rate": 0.01,
                     "acceptance_rate": 0.40, "drift_psi": 0.1},
      "windows": {"drift_minutes": 60, "performance_hours": [24, 168]},
-     "feedback_retention_days": 30}
+     "feedback_retention_days": 30, "store": "local"}
 
 What it governs:
 
@@ -30,6 +30,10 @@ What it governs:
   its outcome (``POST /api/v1/feedback``); an outcome after that is answered 404.
 - ``quality_refresh_seconds`` (default 30): how often the quality figures are recomputed
   (and, at most every 10 s, how often workers hand their drift counts to the store).
+- ``store``: where scored leads, outcomes and drift counts live. ``local`` (default): a
+  SQLite file shared by the workers of one machine. ``redis``: the fleet's Redis
+  (``REDIS_URL``), so an outcome may reach any replica and drift is computed over the
+  fleet; it needs ``MONITORING_KEY``, the same lead-id key file on every replica.
 
 An invalid value stops the service at start with a message naming ``MONITORING_CONFIG``
 and the key.
@@ -38,6 +42,7 @@ and the key.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import msgspec
 
@@ -74,6 +79,7 @@ class MonitoringConfig(msgspec.Struct, frozen=True):
     error_rate: float = _THRESHOLD_RANGES["error_rate"][0]
     acceptance_rate: float = _THRESHOLD_RANGES["acceptance_rate"][0]
     drift_psi: float = _THRESHOLD_RANGES["drift_psi"][0]
+    store: Literal["local", "redis"] = "local"
 
     @property
     def slow_request_seconds(self) -> float:
@@ -122,6 +128,7 @@ def parse_monitoring_config(raw: str | None) -> MonitoringConfig:
         "windows",
         "feedback_retention_days",
         "quality_refresh_seconds",
+        "store",
     )
     document = json_object(VARIABLE, raw, known, MonitoringError)
     alerts = document.get("alerts", True)
@@ -147,6 +154,10 @@ def parse_monitoring_config(raw: str | None) -> MonitoringConfig:
         values["feedback_retention_days"] = _whole(
             "feedback_retention_days", document["feedback_retention_days"], _MAX_RETENTION_DAYS
         )
+    store = document.get("store", "local")
+    if store not in ("local", "redis"):
+        raise MonitoringError(f"{VARIABLE}: store must be 'local' or 'redis'")
+    values["store"] = store
     return MonitoringConfig(alerts=alerts, **values)  # type: ignore[arg-type]
 
 

@@ -49,10 +49,11 @@ from pathlib import Path
 
 from api import credentials, metrics
 from api.reload_state import ReloadState, WorkerSlot
-from engine.cache import PredictionCache
+from engine.cache import PredictionCache, RemoteCache
 from engine.cache.keys import CacheKeyer
 from engine.config import ModelConfig
 from engine.errors import ArtifactRejected, EngineError, StoreError, UnknownVertical
+from engine.pricing.demand import DemandTracker
 from engine.scoring.model import LoadedModel
 from engine.scoring.scorer import Scorer
 from engine.store import layout, pointer
@@ -119,6 +120,8 @@ class ModelRuntime:
         keyring_source: Path | None = None,
         cache: PredictionCache | None = None,
         keyer: CacheKeyer | None = None,
+        remote: RemoteCache | None = None,
+        demand: DemandTracker | None = None,
     ) -> None:
         self.config = config
         self.model_root = model_root
@@ -128,7 +131,7 @@ class ModelRuntime:
         self.state = state
         self.slot = slot
         self.environment = environment
-        self.scorer = Scorer(config, cache=cache, keyer=keyer)
+        self.scorer = Scorer(config, cache=cache, keyer=keyer, remote=remote, demand=demand)
         self.status: dict[str, VerticalStatus] = {}
         self.generation = -1
         self._inspector = ActiveInspector(model_root)

@@ -14,6 +14,7 @@ from api.deadlines import BODY_DEADLINES, HEAD_DEADLINES
 from api.decoding import NOT_UTF8, TOO_DEEP
 from api.errors import ApiError, decode_error, error_response
 from api.logging import loggable_field
+from api.redis_link import RedisLink
 from api.runtime import ModelRuntime, ReloadFailed
 from api.settings import ServiceSettings
 from engine.archive.writer import LeadArchive
@@ -45,6 +46,8 @@ class Service:
         runtime.tick_hooks.extend((BODY_DEADLINES.expire, HEAD_DEADLINES.expire))
         # The opt-in lead archive (api.archive); None, and no work at all, when off.
         self.archive: LeadArchive | None = None
+        # The worker's Redis link (api.redis_link) when REDIS_URL is set: the fleet tier.
+        self.redis: RedisLink | None = None
 
     def reject(self, exc: Exception, vertical: str = "unknown") -> ApiError:
         """Map ``exc`` to its error, count it by type, and log one line.

@@ -154,11 +154,15 @@ def _tls_files(environ: Mapping[str, str]) -> tuple[Path | None, Path | None]:
     return (Path(cert) if cert else None), (Path(key) if key else None)
 
 
-def _cache(environ: Mapping[str, str]) -> CacheConfig:
+def _cache(environ: Mapping[str, str], redis_url: str | None) -> CacheConfig:
     try:
         config = parse_cache_config(environ.get("CACHE_CONFIG"))
     except CacheError as exc:
         raise SettingsError(str(exc)) from None
+    if config.enable and config.backend != "memory" and redis_url is None:
+        raise SettingsError(
+            f"CACHE_CONFIG: backend {config.backend!r} needs REDIS_URL, which is not set"
+        )
     secret = config.secret_file
     if config.enable and secret is not None:
         try:
@@ -181,11 +185,24 @@ def _redis_url(environ: Mapping[str, str]) -> str | None:
     return url
 
 
-def _monitoring(environ: Mapping[str, str]) -> MonitoringConfig:
+def _monitoring(environ: Mapping[str, str], redis_url: str | None) -> MonitoringConfig:
     try:
-        return parse_monitoring_config(environ.get("MONITORING_CONFIG"))
+        config = parse_monitoring_config(environ.get("MONITORING_CONFIG"))
     except MonitoringError as exc:
         raise SettingsError(str(exc)) from None
+    if config.store == "redis":
+        if redis_url is None:
+            raise SettingsError(
+                "MONITORING_CONFIG: store 'redis' needs REDIS_URL, which is not set"
+            )
+        if not environ.get("MONITORING_KEY"):
+            # Each replica would otherwise make its own key: an outcome reaching another
+            # replica would hash to another id and never find its lead.
+            raise SettingsError(
+                "MONITORING_CONFIG: store 'redis' is shared by every replica, so they need "
+                "one lead-id key: set MONITORING_KEY to the same file everywhere"
+            )
+    return config
 
 
 def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
@@ -203,6 +220,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
     max_body_bytes = _int(environ, "MAX_BODY_BYTES", 65536, 256, 64 * 1024 * 1024)
     max_batch = _int(environ, "MAX_BATCH", 500, 1, 100_000)
     archive_dir = environ.get("LEAD_ARCHIVE_DIR")
+    redis_url = _redis_url(environ)
     return ServiceSettings(
         config_path=Path(environ.get("CONFIG_PATH") or DEFAULT_CONFIG),
         model_path=Path(model_path) if model_path else None,
@@ -228,14 +246,14 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> ServiceSettings:
         ),
         body_timeout_seconds=float(_int(environ, "BODY_TIMEOUT_SECONDS", 10, 1, 3600)),
         header_timeout_seconds=float(_int(environ, "HEADER_TIMEOUT_SECONDS", 10, 1, 3600)),
-        cache=_cache(environ),
-        monitoring=_monitoring(environ),
+        cache=_cache(environ, redis_url),
+        monitoring=_monitoring(environ, redis_url),
         tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file,
         lead_archive_dir=Path(archive_dir) if archive_dir else None,
         lead_archive_keys=Path(environ.get("LEAD_ARCHIVE_KEYS") or DEFAULT_ARCHIVE_KEYS),
         monitoring_db=Path(environ["MONITORING_DB"]) if environ.get("MONITORING_DB") else None,
         monitoring_key=Path(environ["MONITORING_KEY"]) if environ.get("MONITORING_KEY") else None,
-        redis_url=_redis_url(environ),
+        redis_url=redis_url,
         redis_timeout_ms=_int(environ, "REDIS_TIMEOUT_MS", 50, 1, 10_000),
     )

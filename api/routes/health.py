@@ -13,6 +13,11 @@ file names, never absolute paths); ``reasons`` gives the same as a stable code
 (``engine.store.active.REASONS`` or ``pending``) for probes and alerts. A degraded
 worker stays in rotation on purpose: it still serves a verified version, and taking it
 out would turn a refused artifact into an outage.
+
+``redis`` says how this worker sees the fleet tier (``REDIS_URL``): ``up``, or ``down``
+while its circuit breaker is open (``api.redis_link``), with ``redis_problem`` saying
+why; absent without ``REDIS_URL``. A Redis outage never changes the status: scoring goes
+on with local state, so taking the pod out of rotation would only make things worse.
 """
 
 from __future__ import annotations
@@ -42,13 +47,15 @@ _HEALTHY = msgspec.json.encode(Health("ok"))
 ReadyStatus = Literal["ready", "degraded", "not_ready"]
 
 
-class Readiness(msgspec.Struct):
+class Readiness(msgspec.Struct, omit_defaults=True):
     """Readiness of this worker (see the module docstring)."""
 
     status: ReadyStatus
     versions: dict[str, str | None]
     problems: dict[str, str]
     reasons: dict[str, str]
+    redis: Literal["up", "down"] | None = None
+    redis_problem: str | None = None
 
 
 def routes(service: Service) -> list[Route]:
@@ -74,6 +81,10 @@ def routes(service: Service) -> list[Route]:
                 reasons.setdefault(vertical, "load")
         status: ReadyStatus = "ready" if not problems else "degraded" if servable else "not_ready"
         body = Readiness(status, versions, problems, reasons)
+        link = service.redis
+        if link is not None:
+            body.redis = "up" if link.up else "down"
+            body.redis_problem = None if link.up else link.problem
         return Response(ENCODER.encode(body), 200 if servable else 503, media_type=_JSON)
 
     return [

@@ -105,6 +105,7 @@ def handlers(
     batch_limit = service.settings.max_batch_body_bytes
     max_batch = service.settings.max_batch
     scorer = service.runtime.scorer
+    remote = scorer.remote  # the Redis tier of the prediction cache, when configured
     single_ok = requests.histogram(SCORE, 200)
     batch_ok = requests.histogram(SCORE_BATCH, 200)
     stats = {v: VerticalMetrics(v, env, single_ok, batch_ok) for v in service.verticals}
@@ -143,7 +144,12 @@ def handlers(
         try:
             body = decode_score(await checked_body(scope, receive))
             vertical = metrics.vertical_label(body.vertical, known)
-            result = scorer.score(body.vertical, body.lead_data, explain=body.explain)
+            if remote is None:
+                result = scorer.score(body.vertical, body.lead_data, explain=body.explain)
+            else:  # a Redis cache tier: the lookup is awaited
+                result = await scorer.score_async(
+                    body.vertical, body.lead_data, explain=body.explain
+                )
             if sampler is not None:
                 sampler.take(vertical, body.lead_data, result.score, result.model_version)
             payload = ENCODER.encode(_response(result, vertical, body.lead_id))
@@ -176,8 +182,11 @@ def handlers(
             if not body.leads:
                 raise ApiError(422, "validation_error", "at least one lead is required", "leads")
             version = scorer.model(body.vertical).version
-            results = scorer.score_batch(
-                body.vertical, [lead.lead_data for lead in body.leads], explain=body.explain
+            leads = [lead.lead_data for lead in body.leads]
+            results = (
+                scorer.score_batch(body.vertical, leads, explain=body.explain)
+                if remote is None
+                else await scorer.score_batch_async(body.vertical, leads, explain=body.explain)
             )
         except Exception as exc:  # every failure is answered and counted
             return await fail(send, exc, vertical)

@@ -11,14 +11,15 @@ predictor's input buffer and FastConfig are per model, not per call.
 
 from __future__ import annotations
 
+import ctypes
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from engine.cache import PredictionCache
+from engine.cache import PredictionCache, RemoteCache
 from engine.cache.keys import CacheKeyer
 from engine.config import ModelConfig
 from engine.errors import LeadError, ModelUnavailable, UnknownVertical
@@ -29,6 +30,21 @@ from engine.scoring.model import LoadedModel
 from engine.scoring.result import LeadFailure, Reason, ScoreResult
 
 Clock = Callable[[], float]
+Output = tuple[float, list[Reason] | None]
+"""What a cache holds per key: the model's score, and its reasons when asked for."""
+
+
+DEFAULT_DEMAND_WINDOW = 300
+"""Seconds of demand counted for a vertical whose pricing sets no window."""
+
+
+def demand_windows(config: ModelConfig) -> dict[str, int]:
+    """The demand window of every vertical that prices by demand, in seconds."""
+    return {
+        name: v.pricing.demand.window_seconds
+        for name, v in config.verticals.items()
+        if v.pricing.demand is not None
+    }
 
 
 class _Lane:
@@ -57,6 +73,20 @@ class _Lane:
         self.cache_misses = 0
 
 
+class _Batch:
+    """A batch between encoding and pricing: its lane, model, encoded rows and failures."""
+
+    __slots__ = ("completeness", "encoded", "lane", "model", "results", "valid")
+
+    def __init__(self, lane: _Lane, model: LoadedModel, size: int) -> None:
+        self.lane = lane
+        self.model = model
+        self.results: list[ScoreResult | LeadFailure | None] = [None] * size
+        self.valid: list[int] = []  # positions of the leads that encoded
+        self.completeness: list[float] = []
+        self.encoded: npt.NDArray[np.float64] = np.empty((0, 0))
+
+
 class Scorer:
     """Scores leads of every configured vertical with the installed model versions."""
 
@@ -68,6 +98,7 @@ class Scorer:
         demand: DemandTracker | None = None,
         cache: PredictionCache | None = None,
         keyer: CacheKeyer | None = None,
+        remote: RemoteCache | None = None,
     ) -> None:
         """Create a scorer with no models installed.
 
@@ -77,19 +108,26 @@ class Scorer:
             demand: Shared demand counter; in-process sliding windows by default.
             cache: Prediction cache (``engine.cache``): the model's output for a
                 vertical, version and encoded row; None scores every lead.
-            keyer: Its keys (a fresh random secret when omitted).
+            keyer: Its keys (a fresh random secret when omitted; a remote cache shared
+                by several processes needs them to share the secret).
+            remote: A cache shared over the network, behind ``cache`` when both are
+                given; only the ``*_async`` methods consult it.
         """
         self.config = config
         self._clock = clock
         self._cache = cache
-        self._keyer = keyer or CacheKeyer() if cache is not None else None
-        windows = {
-            name: v.pricing.demand.window_seconds
-            for name, v in config.verticals.items()
-            if v.pricing.demand is not None
-        }
-        self._demand: DemandTracker = demand or SlidingWindowDemand(300, windows)
+        self.remote = remote
+        cached = cache is not None or remote is not None
+        self._keyer = keyer or CacheKeyer() if cached else None
+        self._demand: DemandTracker = demand or SlidingWindowDemand(
+            DEFAULT_DEMAND_WINDOW, demand_windows(config)
+        )
         self._lanes = {name: _Lane(config, name) for name in config.verticals}
+
+    @property
+    def demand(self) -> DemandTracker:
+        """The demand counter the prices read."""
+        return self._demand
 
     @property
     def models(self) -> Mapping[str, LoadedModel]:
@@ -150,14 +188,8 @@ class Scorer:
             ModelUnavailable: No model installed for it.
             LeadError: The lead is invalid; ``field`` names the input.
         """
-        lane = self._lanes.get(vertical)
-        if lane is None or lane.model is None:
-            self._unavailable(vertical)
-        model = lane.model
-        if type(lead) is not dict and not isinstance(lead, Mapping):
-            raise LeadError("lead_data", "must be an object", "type")
+        lane, model, completeness = self._encode(vertical, lead)
         predictor = model.predictor
-        completeness = model.encoder.encode_into(lead, predictor.row)
         if self._cache is None:
             score = predictor.predict_row()
             reasons = (
@@ -167,9 +199,32 @@ class Scorer:
             )
         else:
             score, reasons = self._cached_prediction(lane, model, explain)
+        return self._finish(lane, model, lead, completeness, score, reasons, now)
+
+    def _encode(self, vertical: str, lead: Mapping[str, Any]) -> tuple[_Lane, LoadedModel, float]:
+        """Validate and encode ``lead`` into its model's input buffer; return its completeness."""
+        lane = self._lanes.get(vertical)
+        if lane is None or lane.model is None:
+            self._unavailable(vertical)
+        model = lane.model
+        if type(lead) is not dict and not isinstance(lead, Mapping):
+            raise LeadError("lead_data", "must be an object", "type")
+        return lane, model, model.encoder.encode_into(lead, model.predictor.row)
+
+    def _finish(
+        self,
+        lane: _Lane,
+        model: LoadedModel,
+        lead: Mapping[str, Any],
+        completeness: float,
+        score: float,
+        reasons: list[Reason] | None,
+        now: float | None,
+    ) -> ScoreResult:
+        """Add confidence and price to a lead's score."""
         if now is None:
             now = self._clock()
-        rate = self._demand.record(vertical, now) if lane.tracks_demand else 0.0
+        rate = self._demand.record(model.vertical, now) if lane.tracks_demand else 0.0
         price, factors = lane.pricer.price(score, lead, now, rate)
         return ScoreResult(
             score=score,
@@ -182,60 +237,147 @@ class Scorer:
             reasons=reasons,
         )
 
-    def _cached_prediction(
-        self, lane: _Lane, model: LoadedModel, explain: bool
+    @staticmethod
+    def _predict_encoded(
+        lane: _Lane, model: LoadedModel, explain: bool
     ) -> tuple[float, list[Reason] | None]:
-        """The model's output for the row just encoded, from the cache when it has it."""
-        assert self._cache is not None and self._keyer is not None
+        """The model's output for the row in its predictor's buffer."""
         predictor = model.predictor
-        detail = lane.top_k if explain else 0
-        key = self._keyer.key(model.vertical, model.version, detail, memoryview(predictor.row))
-        hit = self._cache.get(key)
-        if hit is not None:
-            lane.cache_hits += 1
-            return hit  # type: ignore[return-value]
-        lane.cache_misses += 1
         score = predictor.predict_row()
         reasons = (
             model.reasons(np.ctypeslib.as_array(predictor.row).copy(), lane.top_k)
             if explain
             else None
         )
-        self._cache.put(key, (score, reasons))
         return score, reasons
 
-    def _cached_batch(
-        self, lane: _Lane, model: LoadedModel, encoded: npt.NDArray[np.float64], explain: bool
-    ) -> tuple[list[float], list[list[Reason] | None]]:
-        """Scores (and reasons) of encoded rows, from the cache where it has them.
-
-        The rows it does not have are predicted together in one batch call, then stored.
-        """
-        assert self._cache is not None and self._keyer is not None
-        cache, keyer = self._cache, self._keyer
+    def _key(self, lane: _Lane, model: LoadedModel, explain: bool, row: Any) -> bytes:
+        assert self._keyer is not None
         detail = lane.top_k if explain else 0
-        keys = [keyer.key(model.vertical, model.version, detail, row.data) for row in encoded]
-        scores: list[float] = [0.0] * len(keys)
-        reasons: list[list[Reason] | None] = [None] * len(keys)
-        missing: list[int] = []
-        for k, key in enumerate(keys):
-            hit = cache.get(key)
-            if hit is None:
-                missing.append(k)
+        return self._keyer.key(model.vertical, model.version, detail, row)
+
+    def _cached_prediction(
+        self, lane: _Lane, model: LoadedModel, explain: bool
+    ) -> tuple[float, list[Reason] | None]:
+        """The model's output for the row just encoded, from the cache when it has it."""
+        assert self._cache is not None
+        key = self._key(lane, model, explain, memoryview(model.predictor.row))
+        hit = self._cache.get(key)
+        if hit is not None:
+            lane.cache_hits += 1
+            return hit  # type: ignore[return-value]
+        lane.cache_misses += 1
+        value = self._predict_encoded(lane, model, explain)
+        self._cache.put(key, value)
+        return value
+
+    async def score_async(
+        self,
+        vertical: str,
+        lead: Mapping[str, Any],
+        *,
+        explain: bool = False,
+        now: float | None = None,
+    ) -> ScoreResult:
+        """``score``, consulting the remote cache too (when there is one).
+
+        The memory cache is asked first (tiered); on its miss the remote cache is awaited,
+        and on a miss there too the lead is predicted and the output queued for both. The
+        model is fetched once, before the wait, so a reload meanwhile cannot mix versions.
+
+        Raises:
+            UnknownVertical: Not a configured vertical.
+            ModelUnavailable: No model installed for it.
+            LeadError: The lead is invalid; ``field`` names the input.
+        """
+        remote = self.remote
+        if remote is None:
+            return self.score(vertical, lead, explain=explain, now=now)
+        lane, model, completeness = self._encode(vertical, lead)
+        predictor = model.predictor
+        key = self._key(lane, model, explain, memoryview(predictor.row))
+        local = self._cache
+        value = local.get(key) if local is not None else None
+        if value is None:
+            # Other requests of this model encode into the same buffer while this one
+            # waits on the network: keep this row's bytes to put back for a miss.
+            row = bytes(predictor.row)
+            value = await remote.get(key)
+            if value is None:
+                lane.cache_misses += 1
+                ctypes.memmove(predictor.row, row, len(row))
+                value = self._predict_encoded(lane, model, explain)
+                remote.put(key, value)
             else:
-                scores[k], reasons[k] = hit  # type: ignore[misc]
+                lane.cache_hits += 1
+            if local is not None:
+                local.put(key, value)
+        else:
+            lane.cache_hits += 1
+        score, reasons = cast(Output, value)
+        return self._finish(lane, model, lead, completeness, score, reasons, now)
+
+    def _batch_keys(
+        self, lane: _Lane, model: LoadedModel, encoded: npt.NDArray[np.float64], explain: bool
+    ) -> tuple[list[bytes], list[object | None]]:
+        """The rows' cache keys, and what the memory cache holds for each (None: a miss)."""
+        keys = [self._key(lane, model, explain, row.data) for row in encoded]
+        cache = self._cache
+        return keys, [cache.get(key) for key in keys] if cache is not None else [None] * len(keys)
+
+    def _fill_batch(
+        self,
+        lane: _Lane,
+        model: LoadedModel,
+        encoded: npt.NDArray[np.float64],
+        explain: bool,
+        keys: list[bytes],
+        found: list[object | None],
+    ) -> tuple[list[float], list[list[Reason] | None]]:
+        """Predict the rows no cache had, in one batch call; store them; return all outputs."""
+        missing = [k for k, value in enumerate(found) if value is None]
         lane.cache_hits += len(keys) - len(missing)
         lane.cache_misses += len(missing)
         if missing:
             rows = encoded[missing]
             predicted = model.predictor.predict_matrix(rows).tolist()
             contributions = model.predictor.contributions(rows) if explain else None
+            cache, remote = self._cache, self.remote
             for j, k in enumerate(missing):
-                scores[k] = predicted[j]
-                if contributions is not None:
-                    reasons[k] = model.reasons_from(contributions[j, :-1], lane.top_k)
-                cache.put(keys[k], (scores[k], reasons[k]))
-        return scores, reasons
+                reasons = (
+                    model.reasons_from(contributions[j, :-1], lane.top_k)
+                    if contributions is not None
+                    else None
+                )
+                output = (predicted[j], reasons)
+                found[k] = output
+                if cache is not None:
+                    cache.put(keys[k], output)
+                if remote is not None:
+                    remote.put(keys[k], output)
+        outputs = cast(list[Output], found)  # every None was filled above
+        return [o[0] for o in outputs], [o[1] for o in outputs]
+
+    async def _remote_batch(
+        self,
+        lane: _Lane,
+        model: LoadedModel,
+        encoded: npt.NDArray[np.float64],
+        explain: bool,
+    ) -> tuple[list[float], list[list[Reason] | None]]:
+        """Outputs from memory, then from the remote cache in one round trip, then predicted."""
+        assert self.remote is not None
+        keys, found = self._batch_keys(lane, model, encoded, explain)
+        asked = [k for k, value in enumerate(found) if value is None]
+        if asked:
+            answers = await self.remote.get_many([keys[k] for k in asked])
+            cache = self._cache
+            for k, value in zip(asked, answers, strict=True):
+                if value is not None:
+                    found[k] = value
+                    if cache is not None:
+                        cache.put(keys[k], value)
+        return self._fill_batch(lane, model, encoded, explain, keys, found)
 
     def take_cache_counts(self) -> dict[str, tuple[int, int]]:
         """Per vertical, (hits, misses) since the last call (the metrics flush)."""
@@ -263,54 +405,94 @@ class Scorer:
             UnknownVertical: Not a configured vertical.
             ModelUnavailable: No model installed for it.
         """
+        batch = self._encode_batch(vertical, leads)
+        lane, model, encoded = batch.lane, batch.model, batch.encoded
+        if self._cache is None:
+            scores = model.predictor.predict_matrix(encoded).tolist()
+            contributions = (
+                model.predictor.contributions(encoded) if explain and batch.valid else None
+            )
+            explained: list[list[Reason] | None] | None = None
+            if contributions is not None:
+                explained = [model.reasons_from(c[:-1], lane.top_k) for c in contributions]
+        else:
+            keys, found = self._batch_keys(lane, model, encoded, explain)
+            scores, explained = self._fill_batch(lane, model, encoded, explain, keys, found)
+        return self._finish_batch(batch, leads, scores, explained, now)
+
+    async def score_batch_async(
+        self,
+        vertical: str,
+        leads: Sequence[Mapping[str, Any]],
+        *,
+        explain: bool = False,
+        now: float | None = None,
+    ) -> list[ScoreResult | LeadFailure]:
+        """``score_batch``, consulting the remote cache too (one round trip for the batch).
+
+        Raises:
+            UnknownVertical: Not a configured vertical.
+            ModelUnavailable: No model installed for it.
+        """
+        if self.remote is None:
+            return self.score_batch(vertical, leads, explain=explain, now=now)
+        batch = self._encode_batch(vertical, leads)
+        scores: list[float] = []
+        explained: list[list[Reason] | None] = []
+        if batch.valid:
+            scores, explained = await self._remote_batch(
+                batch.lane, batch.model, batch.encoded, explain
+            )
+        return self._finish_batch(batch, leads, scores, explained, now)
+
+    def _encode_batch(self, vertical: str, leads: Sequence[Mapping[str, Any]]) -> _Batch:
+        """Validate and encode a batch into its own matrix (safe across an await)."""
         lane = self._lanes.get(vertical)
         if lane is None or lane.model is None:
             self._unavailable(vertical)
         model = lane.model
         encoder = model.encoder
         matrix = np.empty((len(leads), encoder.num_features), dtype=np.float64)
-        results: list[ScoreResult | LeadFailure | None] = [None] * len(leads)
-        valid: list[int] = []
-        completeness: list[float] = []
+        batch = _Batch(lane, model, len(leads))
         for position, lead in enumerate(leads):
             try:
                 if not isinstance(lead, Mapping):
                     raise LeadError("lead_data", "must be an object", "type")
-                completeness.append(encoder.encode_into(lead, matrix[len(valid)]))
+                batch.completeness.append(encoder.encode_into(lead, matrix[len(batch.valid)]))
             except LeadError as exc:
-                results[position] = LeadFailure(position, exc.field, exc.reason, exc.code)
+                batch.results[position] = LeadFailure(position, exc.field, exc.reason, exc.code)
                 continue
-            valid.append(position)
-        encoded = matrix[: len(valid)]
-        if self._cache is None:
-            scores = model.predictor.predict_matrix(encoded).tolist()
-            contributions = model.predictor.contributions(encoded) if explain and valid else None
-            explained: list[list[Reason] | None] | None = None
-        else:
-            scores, explained = self._cached_batch(lane, model, encoded, explain)
-            contributions = None
+            batch.valid.append(position)
+        batch.encoded = matrix[: len(batch.valid)]
+        return batch
+
+    def _finish_batch(
+        self,
+        batch: _Batch,
+        leads: Sequence[Mapping[str, Any]],
+        scores: list[float],
+        explained: list[list[Reason] | None] | None,
+        now: float | None,
+    ) -> list[ScoreResult | LeadFailure]:
+        """Add confidence and price to every valid lead's score; keep the failures."""
         if now is None:
             now = self._clock()
+        lane, model, results = batch.lane, batch.model, batch.results
+        vertical = model.vertical
         pricer, tracks, currency = lane.pricer, lane.tracks_demand, lane.currency
-        threshold, top_k = lane.threshold, lane.top_k
-        for k, position in enumerate(valid):
+        threshold = lane.threshold
+        for k, position in enumerate(batch.valid):
             score = scores[k]
             rate = self._demand.record(vertical, now) if tracks else 0.0
             price, factors = pricer.price(score, leads[position], now, rate)
             results[position] = ScoreResult(
                 score=score,
-                confidence=confidence(completeness[k], model.reliability(score)),
+                confidence=confidence(batch.completeness[k], model.reliability(score)),
                 price=price,
                 market_factors=factors,
                 model_version=model.version,
                 accepted=score >= threshold,
                 currency=currency,
-                reasons=(
-                    model.reasons_from(contributions[k, :-1], top_k)
-                    if contributions is not None
-                    else explained[k]
-                    if explained is not None
-                    else None
-                ),
+                reasons=explained[k] if explained is not None else None,
             )
         return [r for r in results if r is not None]

@@ -16,9 +16,9 @@ def test_unset_means_no_cache_and_the_seed_form_works():
     assert seed.enable and seed.ttl == 3600 and seed.max_size == 10_000
     assert seed.backend == "memory"
     built = build(seed)
-    assert built is not None
-    cache = built[0]
-    assert cache.max_size == 10_000 and cache.ttl == 3600
+    assert built is not None and built.redis is None
+    cache = built.memory
+    assert cache is not None and cache.max_size == 10_000 and cache.ttl == 3600
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,8 @@ def test_unset_means_no_cache_and_the_seed_form_works():
         ('{"max_size": 0}', "max_size must be a whole number"),
         ('{"max_size": 1.5}', "max_size must be a whole number"),
         ('{"backend": "disk"}', "backend must be one of"),
-        ('{"backend": "redis"}', "backend 'redis' is not in this release"),
+        ('{"enable": true, "backend": "redis"}', "needs a secret_file"),
+        ('{"enable": true, "backend": "tiered"}', "needs a secret_file"),
         ('{"secret_file": 3}', "secret_file must be a path"),
     ],
 )
@@ -56,4 +57,18 @@ def test_a_secret_file_must_be_readable_and_long_enough(tmp_path):
     first, second = build(settings.cache), build(settings.cache)
     assert first is not None and second is not None
     # One secret: the same key in every worker.
-    assert first[1].key("auto", "1.0.0", 0, b"row") == second[1].key("auto", "1.0.0", 0, b"row")
+    assert first.keyer.key("auto", "1.0.0", 0, b"row") == second.keyer.key(
+        "auto", "1.0.0", 0, b"row"
+    )
+
+
+def test_a_shared_backend_needs_redis_url(tmp_path):
+    secret = tmp_path / "key"
+    secret.write_bytes(b"k" * 32)
+    raw = f'{{"enable": true, "backend": "tiered", "secret_file": "{secret}"}}'
+    with pytest.raises(SettingsError, match="needs REDIS_URL"):
+        load_settings({"CACHE_CONFIG": raw})
+    settings = load_settings({"CACHE_CONFIG": raw, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert settings.cache.backend == "tiered"
+    with pytest.raises(ValueError, match="needs a Redis link"):
+        build(settings.cache)  # the worker passes its link; without one it cannot build

@@ -113,3 +113,29 @@ def test_a_frozen_redis_times_out_instead_of_hanging(server):
         await link.close()
 
     asyncio.run(scenario())
+
+
+def test_a_cancelled_probe_lets_the_next_call_probe(tmp_path):
+    """A request cancelled while its call was the half-open probe must not leave the
+    breaker half-open for ever."""
+    server = RedisServer(tmp_path).start()
+
+    async def main() -> None:
+        link = RedisLink(server.url, ENV, 50, CircuitBreaker(1, 0.05))
+        server.pause()
+        assert await link.call(lambda client: client.ping()) is None  # opens
+        await asyncio.sleep(0.06)
+        probe = asyncio.ensure_future(link.call(lambda client: client.ping()))
+        await asyncio.sleep(0.01)
+        probe.cancel()  # the probe's request went away
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        server.resume()
+        assert await link.call(lambda client: client.ping()) is True  # probed again, closed
+        assert state_of(link.breaker) is BreakerState.CLOSED
+        await link.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
