@@ -25,6 +25,7 @@ from engine.errors import (
     StoreError,
     UnknownVertical,
 )
+from engine.monitoring.store import StoreUnavailable
 
 log = logging.getLogger("ml_service.api")
 
@@ -110,6 +111,12 @@ class Service:
                 return ApiError(409, "reload_failed", str(exc))
             case StoreError():
                 return ApiError(409, "reload_failed", str(exc))
+            case StoreUnavailable():  # the Redis monitoring store, during an outage
+                return ApiError(
+                    503,
+                    "feedback_unavailable",
+                    "the monitoring store cannot be reached now; nothing was recorded, retry",
+                )
         log.exception("unexpected error", exc_info=exc)
         return ApiError(500, "internal_error", "internal error; the service logged it")
 

@@ -31,6 +31,17 @@ OutcomeStatus = Literal["recorded", "unknown", "duplicate"]
 """Per outcome: stored; no such lead (never scored, or expired); or one was stored before."""
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached now; the caller may retry.
+
+    Raised by a store on another machine (``engine.monitoring.redis_store``) when it is
+    down, frozen or restarting: by the reads (``labelled``, ``counts``,
+    ``versions_with_counts``), ``record_outcomes`` and ``prune``. The fire-and-forget
+    writes (``remember``, ``add_counts``) never raise it: they keep what they could not
+    write and write it on the next call that reaches the store.
+    """
+
+
 def epoch_minute(t: float) -> int:
     """Return the epoch minute of ``t`` (epoch seconds): the ``minute`` of a ``CountRow``."""
     return int(t // 60)

@@ -83,6 +83,7 @@ CONTRACT_METRICS = CONTRACT_HISTOGRAMS | {
     "ml_alert_threshold",
     "ml_cache_lookups_total",
     "ml_model_drift",
+    "ml_redis_up",  # issue 9: the fleet tier (present with REDIS_URL)
 }
 # A histogram is read through its series: name_bucket, name_count, name_sum.
 CONTRACT_SERIES = CONTRACT_METRICS | {

@@ -295,9 +295,16 @@ def test_realized_estimated_and_drift_reach_prometheus(quality_service, store):
         )
 
 
-def traffic_until_drift(service: ServiceProcess, token: str, leads: list[dict[str, Any]]) -> None:
+def traffic_until_drift(
+    service: ServiceProcess,
+    token: str,
+    leads: list[dict[str, Any]],
+    watch: ServiceProcess | None = None,
+) -> None:
     """Score ``leads`` round and round (four connections, so both workers take some)
-    until the master exports the vertical's drift (bounded: 60 s)."""
+    until the master of ``watch`` (default: the same service) exports the vertical's
+    drift (bounded: 60 s)."""
+    watched = watch or service
     done = threading.Event()
     deadline = time.monotonic() + 60
 
@@ -315,7 +322,8 @@ def traffic_until_drift(service: ServiceProcess, token: str, leads: list[dict[st
         sender.start()
     try:
         while time.monotonic() < deadline:
-            if "ml_model_drift{" in service.metrics() and 'vertical="health"' in service.metrics():
+            text = watched.metrics()
+            if "ml_model_drift{" in text and 'vertical="health"' in text:
                 break
             time.sleep(0.5)
     finally:

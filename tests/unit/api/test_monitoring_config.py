@@ -105,3 +105,19 @@ def test_windows_and_retention():
 def test_bad_windows_name_the_key(raw, names):
     with pytest.raises(MonitoringError, match=re.escape(names)):
         parse_monitoring_config(raw)
+
+
+def test_the_store_is_local_unless_redis_is_asked_for_with_its_url_and_key(tmp_path):
+    assert parse_monitoring_config(None).store == "local"
+    assert parse_monitoring_config('{"store": "redis"}').store == "redis"
+    with pytest.raises(MonitoringError, match="MONITORING_CONFIG: store must be"):
+        parse_monitoring_config('{"store": "postgres"}')
+    raw = {"MONITORING_CONFIG": '{"store": "redis"}'}
+    with pytest.raises(SettingsError, match="needs REDIS_URL"):
+        load_settings(raw)
+    with pytest.raises(SettingsError, match="set MONITORING_KEY"):
+        load_settings({**raw, "REDIS_URL": "redis://127.0.0.1:6379/0"})
+    settings = load_settings(
+        {**raw, "REDIS_URL": "redis://127.0.0.1:6379/0", "MONITORING_KEY": str(tmp_path / "k")}
+    )
+    assert settings.monitoring.store == "redis"

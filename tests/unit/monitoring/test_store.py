@@ -1,4 +1,9 @@
-"""The SQLite monitoring store on real files: semantics, persistence, recovery."""
+"""The SQLite monitoring store on real files: semantics, persistence, recovery.
+
+The semantics every store shares are in ``store_contract`` (``TestSqliteStoreContract``);
+what is particular to the file (transactions, chunked pruning, restarts, forks, bad files)
+is here.
+"""
 
 from __future__ import annotations
 
@@ -16,46 +21,13 @@ from engine.monitoring.sqlite_store import (
     SqliteMonitoringStore,
     open_sqlite_store,
 )
-from engine.monitoring.store import (
-    CountRow,
-    MonitoringStore,
-    Outcome,
-    ScoredLead,
-    epoch_minute,
-)
-
-DAY = 86400.0
-NOW = 1_700_000_000.0
+from engine.monitoring.store import MonitoringStore, Outcome, epoch_minute
+from tests.unit.monitoring.store_contract import DAY, NOW, StoreContract, lead, row
 
 
 def conforms(store: SqliteMonitoringStore) -> MonitoringStore:
     """mypy (run on the tests) fails here if the store drifts from the Protocol."""
     return store
-
-
-def lead(
-    lead_id: str,
-    score: float = 0.5,
-    at: float = NOW - 60,
-    vertical: str = "auto",
-    version: str = "1.0.0",
-    shadow_version: str | None = None,
-    shadow_score: float | None = None,
-) -> ScoredLead:
-    return ScoredLead(
-        lead_id, vertical, version, score, score >= 0.5, at, shadow_version, shadow_score
-    )
-
-
-def row(
-    name: str,
-    minute: int,
-    counts: list[int],
-    vertical: str = "auto",
-    version: str = "1.0.0",
-    role: str = "champion",
-) -> CountRow:
-    return CountRow(vertical, version, role, name, minute, counts)
 
 
 @pytest.fixture
@@ -68,6 +40,27 @@ def store(db: Path):
     store, _ = open_sqlite_store(db, retention_seconds=30 * DAY, counts_retention_seconds=7 * DAY)
     yield store
     store.close()
+
+
+@pytest.fixture
+def make_store(db: Path):
+    """Handles on one store file (see ``store_contract``)."""
+    opened: list[SqliteMonitoringStore] = []
+
+    def make(
+        retention_seconds: float = 30 * DAY, counts_retention_seconds: float = 7 * DAY
+    ) -> SqliteMonitoringStore:
+        store, _ = open_sqlite_store(db, retention_seconds, counts_retention_seconds)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+class TestSqliteStoreContract(StoreContract):
+    """The ``MonitoringStore`` contract on a SQLite file."""
 
 
 def lead_count(path: Path) -> int:
@@ -131,66 +124,6 @@ def test_retentions_must_be_positive(db: Path) -> None:
 # -- leads and outcomes ----------------------------------------------------------------
 
 
-def test_remember_upserts_until_an_outcome_fixes_the_scoring(store) -> None:
-    store.remember([lead("a", 0.2), lead("b", 0.3), lead("a", 0.4)])  # last one in a batch wins
-    store.remember([lead("b", 0.9, shadow_version="2.0.0", shadow_score=0.7)])  # re-scored
-    assert store.record_outcomes([Outcome("a", True, NOW), Outcome("b", False, NOW)], NOW) == [
-        "recorded",
-        "recorded",
-    ]
-    # Scored again after the outcome: the outcome keeps the scoring it belongs to.
-    store.remember([lead("a", 0.99, version="9.9.9", at=NOW - 5)])
-    got = store.labelled("auto", 0)
-    assert got.scores == [0.4, 0.9]
-    assert got.versions == ["1.0.0", "1.0.0"]
-    assert got.converted == [True, False]
-    assert got.shadow_versions == [None, "2.0.0"]
-    assert got.shadow_scores == [None, 0.7]
-    assert store.record_outcomes([Outcome("a", False, NOW)], NOW) == ["duplicate"]
-
-
-def test_remember_keeps_ids_as_given(store, db: Path) -> None:
-    ids = ["x" * 128, "lead-ä-😀", "  spaced  ", "a'; DROP TABLE leads; --"]
-    store.remember([lead(i) for i in ids])
-    assert store.record_outcomes([Outcome(i, True, NOW) for i in ids], NOW) == ["recorded"] * 4
-    assert store.record_outcomes([Outcome("X" * 128, True, NOW)], NOW) == ["unknown"]
-    assert lead_count(db) == 4
-
-
-def test_outcome_statuses_in_order_with_duplicates_in_one_batch(store) -> None:
-    store.remember([lead("a"), lead("b"), lead("c")])
-    statuses = store.record_outcomes(
-        [
-            Outcome("a", True, NOW),
-            Outcome("nobody", True, NOW),
-            Outcome("a", False, NOW),  # duplicate within the batch
-            Outcome("b", False, NOW),
-        ],
-        NOW,
-    )
-    assert statuses == ["recorded", "unknown", "duplicate", "recorded"]
-    assert store.record_outcomes([Outcome("b", True, NOW), Outcome("c", True, NOW)], NOW) == [
-        "duplicate",
-        "recorded",
-    ]
-    # The first outcome stands.
-    assert store.labelled("auto", 0).converted == [True, False, True]
-    assert store.record_outcomes([], NOW) == []
-
-
-def test_an_outcome_after_the_retention_is_unknown(db: Path) -> None:
-    store, _ = open_sqlite_store(db, retention_seconds=30 * DAY)
-    try:
-        store.remember([lead("old", at=NOW - 30 * DAY - 1), lead("edge", at=NOW - 30 * DAY)])
-        assert store.record_outcomes(
-            [Outcome("old", True, NOW), Outcome("edge", True, NOW)], NOW
-        ) == ["unknown", "recorded"]
-        # The same outcome a day earlier would have been in time.
-        assert store.record_outcomes([Outcome("old", True, NOW - DAY)], NOW - DAY) == ["recorded"]
-    finally:
-        store.close()
-
-
 def test_an_outcome_batch_is_one_transaction(store) -> None:
     store.remember([lead("a"), lead("b")])
     broken = Outcome(lead_id=object(), converted=True, outcome_at=NOW)  # type: ignore[arg-type]
@@ -198,82 +131,6 @@ def test_an_outcome_batch_is_one_transaction(store) -> None:
         store.record_outcomes([Outcome("a", True, NOW), broken], NOW)
     # Nothing of the failed batch was kept: "a" can still get its (first) outcome.
     assert store.record_outcomes([Outcome("a", False, NOW)], NOW) == ["recorded"]
-
-
-def test_labelled_selects_one_vertical_with_outcomes_in_the_window(store) -> None:
-    store.remember(
-        [
-            lead("t300", 0.3, at=300.0),
-            lead("t100", 0.1, at=100.0),
-            lead("t200", 0.2, at=200.0),
-            lead("t250-no-outcome", 0.25, at=250.0),
-            lead("home-150", 0.15, at=150.0, vertical="home"),
-        ]
-    )
-    store.record_outcomes(
-        [Outcome(i, True, 400.0) for i in ("t100", "t200", "t300", "home-150")], 400.0
-    )
-    assert store.labelled("auto", 0).scores == [0.1, 0.2, 0.3]  # ordered by scored_at
-    assert store.labelled("auto", 0).scored_at == [100.0, 200.0, 300.0]
-    assert store.labelled("auto", 100.0, 300.0).scores == [0.1, 0.2]  # [since, until)
-    assert store.labelled("auto", 100.5).scores == [0.2, 0.3]
-    assert store.labelled("home", 0).scores == [0.15]
-    empty = store.labelled("auto", 301.0)
-    assert empty.scores == [] and empty.versions == [] and empty.shadow_scores == []
-    assert store.labelled("life", 0).converted == []
-
-
-# -- counts ----------------------------------------------------------------------------
-
-
-def test_counts_are_summed_across_flushes_and_minutes(store) -> None:
-    m = epoch_minute(NOW)
-    store.add_counts([row("age", m, [1, 2, 3]), row("age", m + 1, [10, 0, 0])])
-    store.add_counts([row("age", m, [1, 1, 1]), row("age", m, [0, 0, 5])])  # twice in a batch
-    store.add_counts([row("age", m - 1, [100, 100, 100])])
-    store.add_counts([row("age", m, [1, 1, 1], role="challenger", version="2.0.0")])
-    store.add_counts([row("__score__", m, [7])])
-    assert store.counts("auto", "1.0.0", "champion", "age", since=m * 60.0) == [12, 3, 9]
-    # A since inside a minute includes that whole minute.
-    assert store.counts("auto", "1.0.0", "champion", "age", since=m * 60.0 - 1) == [112, 103, 109]
-    assert store.counts("auto", "1.0.0", "champion", "age", since=(m + 1) * 60.0) == [10, 0, 0]
-    assert store.counts("auto", "1.0.0", "champion", "age", since=(m + 2) * 60.0) is None
-    assert store.counts("auto", "2.0.0", "challenger", "age", since=0) == [1, 1, 1]
-    assert store.counts("auto", "1.0.0", "champion", "__score__", since=0) == [7]
-    assert store.counts("home", "1.0.0", "champion", "age", since=0) is None
-
-
-def test_counts_of_unequal_length_sum_over_the_longer(store) -> None:
-    store.add_counts([row("make", 5, [1, 1]), row("make", 5, [1, 1, 1, 1]), row("make", 6, [2])])
-    assert store.counts("auto", "1.0.0", "champion", "make", since=0) == [4, 2, 1, 1]
-
-
-def test_large_counts_survive(store) -> None:
-    store.add_counts([row("x", 1, [2**40, 0]), row("x", 1, [2**40, 3])])
-    assert store.counts("auto", "1.0.0", "champion", "x", since=0) == [2**41, 3]
-
-
-def test_versions_with_counts_since(store) -> None:
-    m = epoch_minute(NOW)
-    store.add_counts(
-        [
-            row("age", m - 10, [1], version="0.9.0"),
-            row("age", m, [1]),
-            row("age", m, [1], version="2.0.0", role="challenger"),
-            row("age", m, [1], vertical="home", version="3.0.0"),
-        ]
-    )
-    assert store.versions_with_counts("auto", since=(m - 10) * 60.0) == [
-        ("0.9.0", "champion"),
-        ("1.0.0", "champion"),
-        ("2.0.0", "challenger"),
-    ]
-    assert store.versions_with_counts("auto", since=m * 60.0) == [
-        ("1.0.0", "champion"),
-        ("2.0.0", "challenger"),
-    ]
-    assert store.versions_with_counts("auto", since=(m + 1) * 60.0) == []
-    assert store.versions_with_counts("home", since=0) == [("3.0.0", "champion")]
 
 
 # -- upkeep ----------------------------------------------------------------------------
@@ -324,13 +181,6 @@ def test_everything_survives_a_restart(db: Path) -> None:
         store.close()
 
 
-def test_a_closed_store_refuses_calls(store) -> None:
-    store.close()
-    store.close()  # idempotent
-    with pytest.raises(RuntimeError, match="closed"):
-        store.remember([lead("a")])
-
-
 def test_a_store_is_not_usable_across_fork(store) -> None:
     pid = os.fork()
     if pid == 0:  # the child: the parent's connection must be refused
@@ -358,18 +208,6 @@ def test_threads_share_one_store(store, db: Path) -> None:
         thread.join()
     assert lead_count(db) == 4 * 20 * 10
     assert store.counts("auto", "1.0.0", "champion", "age", since=0) == [80]
-
-
-def test_an_outcome_reaches_the_lead_through_another_connection(db: Path) -> None:
-    scorer, _ = open_sqlite_store(db)
-    feedback, _ = open_sqlite_store(db)
-    try:
-        scorer.remember([lead("a")])
-        assert feedback.record_outcomes([Outcome("a", True, NOW)], NOW) == ["recorded"]
-        assert scorer.labelled("auto", 0).converted == [True]
-    finally:
-        scorer.close()
-        feedback.close()
 
 
 # -- bad files -------------------------------------------------------------------------
