@@ -31,8 +31,7 @@ from api.access import ACCESS
 from api.archive import open_lead_archive
 from api.auth import Authenticator
 from api.errors import echo, error_response
-from api.fleet_demand import DemandSync
-from api.fleet_reload import FleetReload
+from api.fleet import Fleet
 from api.gateway import Gateway
 from api.lead_memory import LeadMemory
 from api.monitoring_io import StoreIO, open_store
@@ -141,33 +140,6 @@ def _start_monitoring(
         )
         runtime.tick_hooks.append(publisher.tick)
     return memory, sampler
-
-
-class Fleet:
-    """This worker's part in the fleet tier (``REDIS_URL``): its tasks, and their stop."""
-
-    def __init__(self, service: Service) -> None:
-        """Start the demand sync, and in the worker in slot 0 the fleet reload link."""
-        assert service.redis is not None
-        self.link = service.redis
-        runtime = service.runtime
-        demand = runtime.scorer.demand
-        self.demand: DemandSync | None = None
-        if isinstance(demand, FleetDemand):
-            self.demand = DemandSync(self.link, demand, demand_windows(runtime.config))
-            self.demand.start()
-        self.reload: FleetReload | None = None
-        if runtime.slot == 0:
-            self.reload = FleetReload(self.link, runtime.state)
-            self.reload.start()
-            runtime.tick_hooks.append(self.reload.tick)
-
-    async def stop(self) -> None:
-        """Stop the tasks (the demand sync pushes its last counts); the link stays open."""
-        if self.reload is not None:
-            await self.reload.stop()
-        if self.demand is not None:
-            await self.demand.stop()
 
 
 def create_app(settings: ServiceSettings | None = None) -> Gateway:
