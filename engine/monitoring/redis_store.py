@@ -27,13 +27,14 @@ layout lives under its own keys beside this one and opening reports the differen
 - ``hours:<series>`` and ``minutes:<series>:<hour>``: the counts of a series
   (``<series>`` is the JSON array ``[vertical, version, role, name]``). Counts are kept per
   minute in one hash per hour with a field per minute, and summed per hour in a hash per
-  series with a field per hour, packed as int32 (int64 when a count needs it): a script
-  adds a 200-bin row in about 36 µs of Redis time packed, 160 µs as decimal text (whose
-  formatting dominates), in about as much memory. A window from minute ``m`` reads two
-  hashes: the minutes of ``m``'s hour from ``m`` on, and the totals of every later hour.
-  Reading a week thus takes one round trip instead of 10,080 keys, which matters because
-  every replica recomputes its quality figures over 24 h and 7 d windows every 30 s (by
-  default).
+  series with a field per hour, packed as int32 (int64 when a count needs it): packed, a
+  script adds a 200-bin row in 85 to 130 µs of Redis time (``bench_feedback_store.py``),
+  about a quarter of what the same script costs with decimal text (whose formatting
+  dominates, measured when choosing the layout), in about as much memory. A window from
+  minute ``m`` reads two hashes: the minutes of ``m``'s hour from ``m`` on, and the
+  totals of every later hour. Reading a week thus takes one round trip instead of
+  10,080 keys, which matters because every replica recomputes its quality figures over
+  24 h and 7 d windows every 30 s (by default).
 - ``versions:<vertical>``: a sorted set of ``[version, role]`` scored by the last minute
   counted (``versions_with_counts``); ``series:<vertical>``: the vertical's series (for
   ``prune``); ``verticals``: the verticals that have labelled leads or counts.
@@ -126,7 +127,9 @@ MAX_BACKLOG_COUNT_ROWS = 10_000  # about 40 minutes of a worker's flushes
 APPLIED_MARK_SECONDS = 3600.0  # far longer than a frozen Redis keeps a worker retrying
 LEADS_PER_SCRIPT = 500
 OUTCOMES_PER_SCRIPT = 1000
-COUNT_ROWS_PER_SCRIPT = 100  # a 200-bin row costs Redis about 80 µs
+# A 200-bin row costs Redis 85 to 130 µs of script time (bench/bench_feedback_store.py):
+# 20 a script keeps Redis, which also answers the cache's lookups, busy under 3 ms.
+COUNT_ROWS_PER_SCRIPT = 20
 SCRIPTS_PER_ROUND_TRIP = 8
 LABELLED_PAGE = 5000
 PRUNE_CHUNK = 5000
