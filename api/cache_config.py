@@ -6,18 +6,22 @@ The variable holds a JSON object (the seed's ``{"enable": true, "ttl": 3600}`` w
      "secret_file": "/path/to/secret"}
 
 - ``enable`` (default false): cache the model's output per (vertical, version, encoded
-  lead). Off by default, because what it saves depends on repeats. Measured by
-  ``bench/bench_cache.py`` (per lead, one core): on the demo auto model a hit costs
-  4.6 µs against 7.5 µs to score, an ``explain`` hit 5.0 µs against 267 µs, and a miss
-  about 1.5 µs more than no cache; on a large model (1,337 trees of 255 leaves) a hit
-  costs 5.8 µs against 204 µs, an ``explain`` hit 7.5 µs against 62 ms, a miss nothing
-  measurable. It pays off when the same leads come back (re-scoring, explain requests)
-  or the model is large, not for a small model on unique traffic.
-- ``ttl`` (seconds, default 3600) and ``max_size`` (entries per worker, default 10000).
-- ``backend``: ``memory`` (in each worker) is the one this release has; ``redis`` and
-  ``tiered`` are refused at start with a message saying so.
-- ``secret_file``: the key of the cache's keyed hash; a random one per worker when absent
-  (a worker's own cache needs nothing shared).
+  lead). Off by default, because what it saves depends on repeats.
+- ``ttl`` (seconds, default 3600) and ``max_size`` (entries per worker in the memory
+  tier, default 10000).
+- ``backend``: ``memory`` (default: an LRU in each worker), ``redis`` (one shared tier,
+  ``api.redis_cache``) or ``tiered`` (memory in front of Redis). The shared ones need
+  ``REDIS_URL`` and a ``secret_file``, the same on every replica (processes share
+  entries only if they compute the same keys).
+- ``secret_file``: the key of the cache's keyed hash (32 bytes at least); a random one
+  per worker when absent (a worker's own cache needs nothing shared).
+
+When each backend pays off, measured by ``bench/bench_cache.py`` (``docs/scale-out.md``
+has the table): a memory hit costs 6 to 9 µs against 12 µs to score a demo lead,
+470 µs to explain one and 370 µs to score on a 1,337-tree model; a Redis hit costs 150
+to 210 µs (a round trip through redis-py), so the Redis tier never pays for a small
+model and pays for large models and ``explain`` only when most leads are repeats
+somewhere in the fleet. Hence the defaults: off, and ``memory`` when on.
 
 An invalid value stops the service at start with a message naming ``CACHE_CONFIG``.
 """

@@ -23,11 +23,13 @@
 |  |  | request) not complete after this gets 408 and the connection is closed |
 | ``CACHE_CONFIG`` | unset (no cache) | JSON: the prediction cache (``api.cache_config``) |
 | ``MONITORING_CONFIG`` | the seed's thresholds | JSON: ``alerts``, ``thresholds``, ``windows``, |
-|  |  | ``feedback_retention_days`` (``api.monitoring_config``) |
+|  |  | ``feedback_retention_days``, ``store`` (``api.monitoring_config``) |
 | ``MONITORING_DB`` | ``RUN_DIR``/monitoring/monitoring.db | the monitoring store shared by the |
 |  |  | workers: scored leads awaiting outcomes, drift counts (``engine.monitoring``) |
 | ``REDIS_URL`` | unset | the fleet tier (``redis://host:port/db``): reloads reach every |
-|  |  | instance (``api.fleet_reload``); unset, each instance stands alone |
+|  |  | instance (``api.fleet``), demand is counted over the fleet, and the |
+|  |  | cache's Redis tier and the Redis monitoring store can be chosen; unset, |
+|  |  | each instance stands alone (``docs/scale-out.md``) |
 | ``REDIS_TIMEOUT_MS`` | ``50`` | the longest a Redis call may wait (``api.redis_link``) |
 | ``MONITORING_KEY`` | ``lead-id.key`` beside the store | the secret that keys the hash of |
 |  |  | lead ids in that store (``api.lead_keys``); created at first start |

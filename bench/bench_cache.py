@@ -280,7 +280,9 @@ def main() -> int:
             f"\nPer lead, median of {args.rounds} rounds, one event loop; leads/s with "
             f"{args.in_flight} in flight for the awaited rows (1e6 / us for the others):"
         )
-        print(f"  {'model':<22}{'mode':<10}{'contender':<19}{'us':>9}{'leads/s':>10}{'vs none':>9}")
+        print(
+            f"  {'model':<22}{'mode':<10}{'contender':<19}{'us':>10}{'leads/s':>10}{'vs none':>10}"
+        )
         try:
             for name, (model, leads) in models.items():
                 for explain in (False, True):
@@ -292,8 +294,8 @@ def main() -> int:
                     mode = "explain" if explain else "score"
                     for key, (us, rate) in table.items():
                         print(
-                            f"  {name:<22}{mode:<10}{key:<19}{us:>9.1f}{rate:>10.0f}"
-                            f"{base / us:>8.2f}x"
+                            f"  {name:<22}{mode:<10}{key:<19}{us:>10.1f}{rate:>10.0f}"
+                            f"{base / us:>9.2f}x"
                         )
         finally:
             if redis is not None:
