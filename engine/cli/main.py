@@ -18,6 +18,34 @@ from engine.cli.archive import add_archive_commands
 from engine.errors import EngineError
 from engine.settings import DEFAULT_SIGNING_KEY
 
+_SCORE_EPILOG = """\
+file mode (--input leads.csv --output scored.csv):
+  Streams the file in chunks of 1,000 rows over --workers processes, in order.
+  Each row's vertical is --vertical, else its 'vertical' column. Cells are read
+  as the training CSV reader reads them: numbers in numerical columns; empty, na,
+  nan, null, none mean missing. The delimiter is the vertical's training one with
+  --vertical, else a comma. Output: the input columns, then score, confidence,
+  price, currency, accepted, model_version, one factor_<name> column per market
+  factor, reasons (JSON, with --explain) and error ("field: reason" when the row
+  was not scored; the other rows still are).
+  Every row is priced at one time (--at, or the start of the run) by the versions
+  active at the start. Demand is neutral (factor 1.0): a file's own lead rate is
+  not market demand, and a rate of 0 would give every lead the demand floor.
+  A progress line shows on a terminal; a summary line ends the run (stderr).
+  Exit status 0 when the run completed, even with row errors.
+"""
+
+
+def _positive_int(text: str) -> int:
+    """``--workers``: a whole number of at least 1 (else a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``ml-service``."""
@@ -84,18 +112,52 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--open", action="store_true", help="open it in the default browser")
     report.set_defaults(handler=commands.models_report)
 
-    score = sub.add_parser("score", help="score one lead with the active model")
-    score.add_argument("--vertical", required=True)
-    score.add_argument(
+    score = sub.add_parser(
+        "score",
+        help="score one lead, or a CSV file of leads, with the active models",
+        description=(
+            "Score one lead (--json), or every row of a CSV file (--input: backfills and\n"
+            "re-pricing), with the active model of its vertical: the service's own\n"
+            "validation, confidence and pricing."
+        ),
+        epilog=_SCORE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lead_source = score.add_mutually_exclusive_group(required=True)
+    lead_source.add_argument(
         "--json",
-        required=True,
         dest="lead_json",
         metavar="JSON",
-        help="the lead's fields as a JSON object; @FILE reads a file, - stdin",
+        help="one lead's fields as a JSON object; @FILE reads a file, - stdin",
+    )
+    lead_source.add_argument(
+        "--input",
+        metavar="CSV",
+        help="score every row of this CSV file (- reads stdin); needs --output",
+    )
+    score.add_argument(
+        "--output",
+        metavar="CSV",
+        help="with --input: where to write the scored rows (- writes stdout)",
+    )
+    score.add_argument(
+        "--vertical",
+        help="the lead's vertical (required with --json); with --input, the vertical of "
+        "every row, else each row's 'vertical' column",
+    )
+    score.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="with --input: scoring processes (default: every core; 1 scores in process)",
     )
     score.add_argument("--explain", action="store_true", help="include reason codes")
-    score.add_argument("--at", help="price at this ISO 8601 time instead of now")
-    score.set_defaults(handler=commands.score)
+    score.add_argument(
+        "--at",
+        metavar="TIME",
+        help="price at this ISO 8601 time with a UTC offset instead of now",
+    )
+    score.set_defaults(handler=commands.score, usage_error=score.error)
 
     add_archive_commands(sub)
     return parser
