@@ -303,6 +303,10 @@ class Scorer:
             # waits on the network: keep this row's bytes to put back for a miss.
             row = bytes(predictor.row)
             value = await remote.get(key)
+            if value is None and lane.model is not model:
+                # A reload installed another version during the wait and freed this one's
+                # native model: score the lead afresh with the new version, start to end.
+                return self.score(vertical, lead, explain=explain, now=now)
             if value is None:
                 lane.cache_misses += 1
                 ctypes.memmove(predictor.row, row, len(row))
@@ -364,13 +368,19 @@ class Scorer:
         model: LoadedModel,
         encoded: npt.NDArray[np.float64],
         explain: bool,
-    ) -> tuple[list[float], list[list[Reason] | None]]:
-        """Outputs from memory, then from the remote cache in one round trip, then predicted."""
+    ) -> tuple[list[float], list[list[Reason] | None]] | None:
+        """Outputs from memory, then from the remote cache in one round trip, then predicted.
+
+        None when a reload replaced ``model`` during the round trip and some rows still
+        need predicting: its native model is freed, so the caller scores afresh.
+        """
         assert self.remote is not None
         keys, found = self._batch_keys(lane, model, encoded, explain)
         asked = [k for k, value in enumerate(found) if value is None]
         if asked:
             answers = await self.remote.get_many([keys[k] for k in asked])
+            if lane.model is not model and None in answers:
+                return None
             cache = self._cache
             for k, value in zip(asked, answers, strict=True):
                 if value is not None:
@@ -440,9 +450,10 @@ class Scorer:
         scores: list[float] = []
         explained: list[list[Reason] | None] = []
         if batch.valid:
-            scores, explained = await self._remote_batch(
-                batch.lane, batch.model, batch.encoded, explain
-            )
+            outputs = await self._remote_batch(batch.lane, batch.model, batch.encoded, explain)
+            if outputs is None:  # a reload freed the model during the wait: start again
+                return self.score_batch(vertical, leads, explain=explain, now=now)
+            scores, explained = outputs
         return self._finish_batch(batch, leads, scores, explained, now)
 
     def _encode_batch(self, vertical: str, leads: Sequence[Mapping[str, Any]]) -> _Batch:

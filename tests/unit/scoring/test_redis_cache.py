@@ -14,7 +14,7 @@ from api.redis_link import CircuitBreaker, RedisLink
 from engine.cache.keys import CacheKeyer
 from engine.cache.memory import MemoryCache
 from engine.scoring.model import load_model
-from engine.scoring.result import Reason
+from engine.scoring.result import Reason, ScoreResult
 from engine.scoring.scorer import Scorer
 from tests.redis_server import RedisServer
 
@@ -192,5 +192,60 @@ def test_the_write_queue_is_bounded(server):
         assert stats.dropped == 5 and stats.stored == MAX_PENDING
         assert await link.client.dbsize() == MAX_PENDING
         await link.close()
+
+    asyncio.run(main())
+
+
+class ReloadDuringLookup:
+    """A remote tier that answers "miss" after a reload swapped the model and freed the
+    old one, as ``api.runtime`` does between two requests while this one waits on Redis
+    (a real Redis cannot be made to interleave at that exact point)."""
+
+    def __init__(self, replacement) -> None:
+        self.scorer: Scorer | None = None  # set once the scorer exists
+        self.replacement = replacement
+
+    async def get(self, key: bytes) -> object | None:
+        self._reload()
+        return None
+
+    async def get_many(self, keys) -> list[object | None]:
+        self._reload()
+        return [None] * len(keys)
+
+    def put(self, key: bytes, value: object) -> None:
+        pass
+
+    def _reload(self) -> None:
+        assert self.scorer is not None
+        previous = self.scorer.install(self.replacement)
+        if previous is not None and previous is not self.replacement:
+            previous.close()
+
+
+def test_a_reload_during_the_lookup_scores_with_the_new_version(auto, demo_config, trained,
+                                                                keyring):  # fmt: skip
+    report, _ = auto
+    leads = [dict(lead) for lead in report.holdout_leads[:5]]
+    plain = scorer_with(demo_config, load_model(report.path, keyring), None)
+
+    async def main() -> None:
+        for batch in (False, True):
+            old, new = load_model(report.path, keyring), load_model(report.path, keyring)
+            new.version = "9.9.9"
+            remote = ReloadDuringLookup(new)
+            scorer = scorer_with(demo_config, old, remote)
+            remote.scorer = scorer
+            if batch:
+                results = await scorer.score_batch_async("auto", leads)
+                expected = plain.score_batch("auto", leads)
+                assert all(isinstance(r, ScoreResult) for r in [*results, *expected])
+                assert [r.model_version for r in results] == ["9.9.9"] * len(leads)  # type: ignore[union-attr]
+                assert [r.score for r in results] == [r.score for r in expected]  # type: ignore[union-attr]
+            else:
+                result = await scorer.score_async("auto", leads[0])
+                assert result.model_version == "9.9.9"  # not the freed version
+                assert result.score == plain.score("auto", leads[0]).score
+            new.close()
 
     asyncio.run(main())
