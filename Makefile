@@ -21,7 +21,7 @@ help:
 	@echo "make prometheus  a local Prometheus (UI on :9091) scraping \`make run\` with the alert rules"
 	@echo "make format    apply ruff formatting"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py engine/inference/_tree_kernel.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -113,6 +113,9 @@ bench: models
 	$(BIN)/python bench/bench_feedback_store.py
 	$(BIN)/python bench/bench_cache.py
 	$(BIN)/python bench/bench_redis.py
+	$(BIN)/python bench/bench_kernel.py
+	$(BIN)/python bench/bench_bulk_score.py
+	$(BIN)/python bench/bench_memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -1,0 +1,33 @@
+"""Type stub of the compiled tree kernel (engine/inference/_tree_kernel.c)."""
+
+from typing import Any
+
+from numpy.typing import NDArray
+from typing_extensions import Buffer
+
+# numpy declares its buffer protocol to type checkers only for Python >= 3.12.
+_Float64Buffer = Buffer | NDArray[Any]
+
+LAYOUT_VERSION: int
+TREE_LANES: int
+ROW_LANES: int
+BLOCK_ROWS: int
+
+class Kernel:
+    """Scores the bound float64 row (or matrices) with the trees of a checked layout."""
+
+    def __new__(cls, layout: Buffer, row: _Float64Buffer) -> Kernel: ...
+    @property
+    def num_features(self) -> int: ...
+    @property
+    def num_trees(self) -> int: ...
+    @property
+    def objective(self) -> int: ...
+    @property
+    def sigmoid(self) -> float: ...
+    @property
+    def released(self) -> bool: ...
+    def predict_row(self) -> float: ...
+    def predict_row_raw(self) -> float: ...
+    def predict_matrix(self, matrix: _Float64Buffer, out: _Float64Buffer, raw: bool, /) -> None: ...
+    def release(self) -> None: ...
