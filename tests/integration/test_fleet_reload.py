@@ -54,17 +54,19 @@ def test_a_reload_on_one_instance_switches_the_other(store, tmp_path):
         client.close()
         assert reply.status == 200, reply
         deadline = started + 2.0  # the bound
-        while served_versions(second, store.scorer, tries=6) != {"1.1.0"}:
+        # Twelve fresh connections all answered by the new version: every worker of B
+        # (two workers: all twelve on one of them has a chance of 1 in 2,048).
+        while served_versions(second, store.scorer, tries=12) != {"1.1.0"}:
             assert time.monotonic() < deadline, f"B did not follow within 2 s:\n{second.log()}"
             time.sleep(0.05)
         elapsed = time.monotonic() - started
         print(f"FLEET RELOAD {elapsed:.3f} s")
-        assert served_versions(second, store.scorer) == {"1.1.0"}  # every worker of B
+        assert elapsed < 2.0
         # And back, the other way: a SIGHUP on B after moving the pointer reaches A.
         pointer.activate(models, "auto", "1.0.0", Keyring.load(store.model_keys / "trusted"))
         second.hup()
         deadline = time.monotonic() + 2.0
-        while served_versions(first, store.scorer, tries=6) != {"1.0.0"}:
+        while served_versions(first, store.scorer, tries=12) != {"1.0.0"}:
             assert time.monotonic() < deadline, f"A did not follow B's SIGHUP:\n{first.log()}"
             time.sleep(0.05)
         # Redis down during a reload, then back empty (no save): A publishes what Redis
