@@ -345,7 +345,7 @@ class Scorer:
         if missing:
             rows = encoded[missing]
             predicted = model.predictor.predict_matrix(rows).tolist()
-            contributions = model.predictor.contributions(rows) if explain else None
+            contributions = model.contributions(rows) if explain else None
             cache, remote = self._cache, self.remote
             for j, k in enumerate(missing):
                 reasons = (
@@ -419,9 +419,7 @@ class Scorer:
         lane, model, encoded = batch.lane, batch.model, batch.encoded
         if self._cache is None:
             scores = model.predictor.predict_matrix(encoded).tolist()
-            contributions = (
-                model.predictor.contributions(encoded) if explain and batch.valid else None
-            )
+            contributions = model.contributions(encoded) if explain and batch.valid else None
             explained: list[list[Reason] | None] | None = None
             if contributions is not None:
                 explained = [model.reasons_from(c[:-1], lane.top_k) for c in contributions]

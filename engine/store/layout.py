@@ -34,6 +34,10 @@ VERSION_DIR_PREFIX = "v"
 TEMP_PREFIX = ".tmp-"
 # A version's model report (written by training, hashed in the manifest like any file).
 REPORT_FILE = "report.html"
+# The model compiled for the tree kernel (``engine.inference.tree_layout``), hashed in the
+# manifest like any file. Optional: a model the layout does not support, and every version
+# published before the layout existed, lacks it and is served by the LightGBM C-API path.
+MODEL_LAYOUT_FILE = "model.layout"
 
 
 def parse_version(text: str) -> tuple[int, int, int]:

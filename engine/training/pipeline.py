@@ -8,8 +8,14 @@ learn a leak it would not have at serving); fit LightGBM with early stopping on 
 validation split; reload the saved model text and score the holdout with LightGBM's
 own ``Booster.predict``; compute metrics, reliability bands, importance and reference
 histograms; fit the score calibration on the holdout (for estimated performance);
-render the model report (``report.html``: curves, calibration, importance); publish
-atomically and sign. Nothing is written unless every step passes.
+render the model report (``report.html``: curves, calibration, importance); compile the
+tree layout the serving kernel maps (``model.layout``, see below); publish atomically and
+sign. Nothing is written unless every step passes.
+
+The tree layout is optional in a version: a model the layout refuses (``UnsupportedModel``:
+say, linear trees) is published without it and served by the LightGBM C-API path, and so
+is one whose kernel scores would differ from ``Booster.predict`` on the holdout by a single
+bit (a kernel bug must cost speed, never a mis-scored lead). The training log says which.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ from engine.config import FeatureSpec, ModelConfig, feature_specs
 from engine.errors import LeadError, StoreError, TrainingError
 from engine.features.encoder import LeadEncoder, text_value
 from engine.features.tables import EncoderTables, fit_categories, fit_token_weights
+from engine.inference.tree_kernel import TreeKernel
+from engine.inference.tree_layout import UnsupportedModel, compile_model
 from engine.monitoring.calibration import fit_calibration
 from engine.reports.model_report import inputs_from_manifest, render_model_report
 from engine.scoring.confidence import fit_reliability
-from engine.store.layout import REPORT_FILE, parse_version, version_dir
+from engine.store.layout import MODEL_LAYOUT_FILE, REPORT_FILE, parse_version, version_dir
 from engine.store.manifest import DataFingerprint, Manifest, ManifestFeature, Metrics
 from engine.store.pointer import activate as activate_version
 from engine.store.publish import publish
@@ -240,6 +248,9 @@ def train_vertical(
         **tables.to_files(),
         REPORT_FILE: report,
     }
+    layout = _checked_layout(model_text, matrix[hold_idx], holdout_scores, log)
+    if layout is not None:
+        files[MODEL_LAYOUT_FILE] = layout
     path = publish(model_root, vertical, version, files, build_manifest, signing_key)
     log(f"published {path}")
     manifest = built[-1]
@@ -253,6 +264,31 @@ def train_vertical(
         holdout_scores=holdout_scores,
         holdout_labels=labels[hold_idx],
     )
+
+
+def _checked_layout(
+    model_text: str,
+    holdout: npt.NDArray[np.float64],
+    expected: npt.NDArray[np.float64],
+    log: Callable[[str], None],
+) -> bytes | None:
+    """Compile the tree layout; None (C-API serving) if refused or not bit-identical."""
+    try:
+        layout = compile_model(model_text)
+    except UnsupportedModel as exc:
+        log(f"no tree layout ({exc}): this version will be served by the LightGBM C-API path")
+        return None
+    with TreeKernel.from_bytes(layout) as kernel:
+        scores = kernel.predict_matrix(holdout)
+    # Compare bit patterns: exact equality that also holds for NaN and tells -0.0 from 0.0.
+    if scores.view(np.uint64).tolist() != expected.view(np.uint64).tolist():
+        log(
+            "warning: the tree kernel's holdout scores differ from LightGBM's; no tree "
+            "layout: this version will be served by the LightGBM C-API path"
+        )
+        return None
+    log(f"compiled the tree layout ({len(layout) // 1024} KiB), bit-identical on the holdout")
+    return layout
 
 
 def _split(

@@ -22,6 +22,7 @@ def test_trained_version_is_signed_complete_and_active(trained, model_root, keyr
     assert verified.manifest == manifest
     assert set(manifest.files) == {
         "model.txt",
+        "model.layout",
         "report.html",
         "encoders.vehicle_make.values.npy",
         "encoders.vehicle_model.values.npy",
