@@ -83,7 +83,7 @@ def main() -> int:
         scorer = Scorer(config)
         scorer.install(model)
         count = len(leads)
-        predictor = model.predictor
+        predictor = model.explainer  # LightGBM's C-API predictor: the documented floor
         encoded = np.empty((count, predictor.num_features))
         for i, lead in enumerate(leads):
             model.encoder.encode_into(lead, encoded[i])

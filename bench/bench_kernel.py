@@ -170,7 +170,7 @@ def main() -> int:
             layout = Path(tmp) / f"{directory}.layout"
             write_layout(text, layout)
             print(describe(label, text, layout))
-            capi = model.predictor
+            capi = model.explainer  # the LightGBM C-API predictor, the reference
             rows = encoded_rows(model, leads, capi.num_features)
             with TreeKernel.open(layout) as kernel:
                 check_identical(kernel, capi, rows)
