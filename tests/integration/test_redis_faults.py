@@ -8,7 +8,7 @@ its ``redis-server`` goes through, in turn, each fault of issue 9:
    starts and the fleet tier comes back;
 2. **killed** mid-load (SIGKILL), restarted empty on the same port about 2 s later;
 3. **paused** (SIGSTOP: connections hang, nothing answers) for about 2 s, then resumed;
-4. **restarted** cleanly (SIGTERM, then a new server at once) under load.
+4. **restarted** cleanly (SIGTERM, half a second down, then a new server) under load.
 
 For each fault the test asserts what the issue promises: no failed response over the
 whole phase, a bounded p99 while the fault lasts (the circuit breaker stops waiting
@@ -249,10 +249,14 @@ def run_fault(
 
 
 def restarted(server: RedisServer) -> Callable[[], None]:
-    """A clean restart, at once: SIGTERM, then a new (empty) server on the same port."""
+    """A clean restart: SIGTERM, half a second down, then a new (empty) server on the
+    same port. A real restart is rarely faster; and a restart of a few milliseconds may
+    meet too few requests in a worker to open its breaker, so it would not show (seen in
+    CI), which is not the fault this phase is about."""
 
     def restart() -> None:
         server.stop()
+        time.sleep(0.5)
         server.start()
 
     return restart
