@@ -65,17 +65,16 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import re
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.errors import EngineError
+from engine.inference.native import NativeResource
 
 __all__ = ["LightGBMError", "LightGBMPredictor", "load_library"]
 
@@ -296,7 +295,7 @@ def _closed(*_args: object) -> int:
 _FIXED_ATTRIBUTES: Final = frozenset({"num_features", "row"})
 
 
-class LightGBMPredictor:
+class LightGBMPredictor(NativeResource):
     """Predicts with one LightGBM model through the C API; built for one row at a time.
 
     Not thread-safe: one instance must be used by one thread at a time (the fast config,
@@ -574,24 +573,3 @@ class LightGBMPredictor:
             failures.append(f"LGBM_BoosterFree: {_last_error(self._library)}")
         if failures:
             raise LightGBMError("; ".join(failures))
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # At interpreter shutdown the process is about to release everything anyway, and
-        # module globals may already be torn down: do nothing rather than risk an error.
-        try:
-            if sys.is_finalizing():
-                return
-            self.close()
-        except Exception:  # a finalizer must never raise
-            return

@@ -40,17 +40,16 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.errors import EngineError
 from engine.inference._tree_kernel import Kernel
+from engine.inference.native import NativeResource
 from engine.inference.tree_layout import (
     OBJECTIVE_BINARY,
     LayoutError,
@@ -73,7 +72,7 @@ def _closed() -> float:
     raise KernelClosed("the tree kernel is closed")
 
 
-class TreeKernel:
+class TreeKernel(NativeResource):
     """Scores rows with the trees of one compiled layout; built for one row at a time.
 
     Not thread-safe for :meth:`predict_row`: one instance per thread (see the module
@@ -275,23 +274,3 @@ class TreeKernel:
             kernel.release()
         if mapping is not None:
             mapping.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # At interpreter shutdown module globals may already be gone: do nothing then.
-        try:
-            if sys.is_finalizing():
-                return
-            self.close()
-        except Exception:  # a finalizer must never raise
-            return
