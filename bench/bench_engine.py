@@ -33,6 +33,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 
 from engine.config import load_config
+from engine.inference.lgbm_capi import LightGBMPredictor
 from engine.scoring.model import LoadedModel, load_model
 from engine.scoring.scorer import Scorer
 from engine.settings import DEFAULT_CONFIG
@@ -83,7 +84,10 @@ def main() -> int:
         scorer = Scorer(config)
         scorer.install(model)
         count = len(leads)
-        predictor = model.explainer  # LightGBM's C-API predictor: the documented floor
+        # LightGBM's C-API predictor on the same model.txt: the documented floor.
+        predictor = LightGBMPredictor.from_model_string(
+            (Path(tmp) / "models" / "auto" / "v1.0.0" / "model.txt").read_bytes()
+        )
         encoded = np.empty((count, predictor.num_features))
         for i, lead in enumerate(leads):
             model.encoder.encode_into(lead, encoded[i])

@@ -9,11 +9,14 @@ side by side in one run and interleaved in rounds:
   ``LightGBMPredictor`` (``LGBM_BoosterPredictForMatSingleRowFast``). The copy is the same
   ``memmove`` for both, so the ratio is the predict calls' ratio plus a constant;
 - batch: ``predict_matrix`` on ``--batch`` rows (500), per row: the kernel against
-  ``LGBM_BoosterPredictForMat`` with ``num_threads=1``.
+  ``LGBM_BoosterPredictForMat`` with ``num_threads=1``;
+- explain: ``contributions`` (TreeSHAP, reason codes) per row, on ``--explain`` rows of
+  the demo model and a tenth of that of the large one: the kernel against LightGBM's
+  ``pred_contrib`` at one thread.
 
 The leads are holdout leads as a client sends them, encoded by the model's own encoder.
-Before timing, every lead is scored both ways and must be bit-identical (the run stops
-otherwise). Also printed: layout size against the model text, compile time, and the time
+Before timing, every lead is scored and explained both ways and must be bit-identical (the
+run stops otherwise). Also printed: layout size against the model text, compile time, and the time
 to open (map and checksum) the layout. The issue's goals: large model single row at most
 0.5x LightGBM, demo model no slower, batch at least as fast.
 
@@ -83,8 +86,18 @@ def batch_us(predictor: Predictor, matrix: npt.NDArray[np.float64]) -> float:
     return (time.perf_counter() - started) / len(matrix) * 1e6
 
 
+def explain_us(predictor: Predictor, matrix: npt.NDArray[np.float64]) -> float:
+    """Microseconds per row of one ``contributions`` call."""
+    started = time.perf_counter()
+    predictor.contributions(matrix)
+    return (time.perf_counter() - started) / len(matrix) * 1e6
+
+
 def check_identical(
-    kernel: TreeKernel, capi: LightGBMPredictor, rows: npt.NDArray[np.float64]
+    kernel: TreeKernel,
+    capi: LightGBMPredictor,
+    rows: npt.NDArray[np.float64],
+    explained: npt.NDArray[np.float64],
 ) -> None:
     """Stop the run unless the kernel and LightGBM agree bit for bit on every row."""
     expected = capi.predict_matrix(rows)
@@ -95,6 +108,9 @@ def check_identical(
     for got in (kernel.predict_matrix(rows), np.array(single)):
         if not np.array_equal(got.view(np.uint64), expected.view(np.uint64)):
             sys.exit(f"the kernel differs from LightGBM on {np.sum(got != expected)} rows")
+    ours, theirs = kernel.contributions(explained), capi.contributions(explained)
+    if not np.array_equal(ours.view(np.uint64), theirs.view(np.uint64)):
+        sys.exit(f"contributions differ from LightGBM's by up to {np.abs(ours - theirs).max()}")
 
 
 def measure(
@@ -103,6 +119,7 @@ def measure(
     rows: npt.NDArray[np.float64],
     calls: int,
     batch: int,
+    explained: npt.NDArray[np.float64],
     rounds: int,
 ) -> dict[str, tuple[float, float, float]]:
     """Per mode: (kernel us, LightGBM us, ratio), medians over interleaved rounds."""
@@ -111,6 +128,7 @@ def measure(
     contests: dict[str, Callable[[Predictor], float]] = {
         "single row": lambda predictor: single_row_us(predictor, sources),
         f"batch of {len(matrix)}": lambda predictor: batch_us(predictor, matrix),
+        "explain": lambda predictor: explain_us(predictor, explained),
     }
     results = {}
     for mode, run in contests.items():
@@ -152,6 +170,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=20000, help="training rows (default 20000)")
     parser.add_argument("--calls", type=int, default=1000, help="single-row calls per round")
     parser.add_argument("--batch", type=int, default=500, help="rows per batch (default 500)")
+    parser.add_argument("--explain", type=int, default=100, help="rows explained (default 100)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
     parser.add_argument("--no-large", action="store_true", help="skip the 2,000-tree model")
     parser.add_argument("--workdir", type=Path, help="keep the models here for the next run")
@@ -170,18 +189,20 @@ def main() -> int:
             layout = Path(tmp) / f"{directory}.layout"
             write_layout(text, layout)
             print(describe(label, text, layout))
-            capi = model.explainer  # the LightGBM C-API predictor, the reference
+            model.close()  # the service's own kernel; this run maps its own copy
+            capi = LightGBMPredictor.from_model_string(text)  # the reference
             rows = encoded_rows(model, leads, capi.num_features)
-            with TreeKernel.open(layout) as kernel:
-                check_identical(kernel, capi, rows)
-                print(f"  {len(rows)} holdout leads: bit-identical to LightGBM")
-                calls = args.calls if label == "demo" else max(100, args.calls // 10)
-                results = measure(kernel, capi, rows, calls, args.batch, args.rounds)
+            scale = 1 if label == "demo" else 10
+            explained = np.ascontiguousarray(rows[: max(5, args.explain // scale)])
+            with TreeKernel.open(layout) as kernel, capi:
+                check_identical(kernel, capi, rows, explained)
+                print(f"  {len(rows)} holdout leads: scores and contributions bit-identical")
+                calls = max(100, args.calls // scale)
+                results = measure(kernel, capi, rows, calls, args.batch, explained, args.rounds)
             name = label
             if label == "large":
                 name = f"large ({kernel.num_trees} x {LARGE_LEAVES})"
             table += [(name, mode, *values) for mode, values in results.items()]
-            model.close()
     print(f"\nMedians of {args.rounds} interleaved rounds, one thread, microseconds per row:")
     print(f"  {'model':<20}{'mode':<16}{'kernel':>10}{'LightGBM':>10}{'ratio':>8}")
     for label, mode, ours, theirs, ratio in table:

@@ -25,6 +25,12 @@
  *             in model order, in double.
  *   output    BinaryLogloss::ConvertOutput: 1.0 / (1.0 + exp(-sigmoid * raw)) in double
  *             (LightGBM writes 1.0f, promoted to double); regression is the identity.
+ *   contrib   GBDT::PredictContrib / Tree::PredictContrib: per tree in model order, the
+ *             bias (last column) gets Tree::ExpectedValue (leaf values weighted by
+ *             leaf_count / internal_count of the root, in leaf order), then Tree::TreeSHAP
+ *             recurses hot child first with LightGBM's ExtendPath / UnwindPath /
+ *             UnwoundPathSum arithmetic, operation for operation, on the same prepared row
+ *             and decisions as a walk.
  *
  * The build passes -ffp-contract=off so no multiply-add is ever fused (LightGBM's wheel is
  * built for baseline x86-64, which has no FMA); the kernel has no multiply-add on its
@@ -40,8 +46,9 @@
  * rows, so a tree's nodes are reused from cache by every row of the block.
  *
  * Threading: predict_row/predict_row_raw use the bound row and a per-object scratch
- * buffer: one thread at a time per Kernel (as LightGBMPredictor). predict_matrix uses its
- * own buffers and releases the GIL on large batches; release() refuses while a batch runs.
+ * buffer: one thread at a time per Kernel (as LightGBMPredictor). predict_matrix and
+ * contributions_matrix use their own buffers and release the GIL on large batches;
+ * release() refuses while a batch runs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -65,6 +72,10 @@
 /* The widest row a layout may declare (tree_layout.MAX_FEATURES): rows are allocated at
  * this width, so a hostile header cannot ask for gigabytes. */
 #define MAX_FEATURES (1 << 20)
+/* The deepest tree a layout may hold: TreeSHAP recurses once per level and allocates
+ * (d + 1)(d + 2) / 2 path elements, so a hostile depth must not exhaust the C stack or
+ * memory. tree_layout.MAX_TREE_DEPTH refuses deeper models at publish. */
+#define MAX_TREE_DEPTH 1000
 
 #define SECTION_TREES 0
 #define SECTION_NODES 1
@@ -93,6 +104,9 @@
 #define BLOCK_ROWS 64
 /* Batches with at least this many tree walks release the GIL. */
 #define GIL_RELEASE_WALKS 20000
+/* TreeSHAP visits every node of a tree (a walk visits one path): release the GIL from this
+ * many (row, tree) pairs on. */
+#define GIL_RELEASE_SHAP_TREES 500
 
 static const char MAGIC[8] = {'M', 'L', 'S', 'V', 'T', 'R', 'E', 'E'};
 
@@ -129,11 +143,14 @@ typedef struct {
     const TreeRecord *trees;
     const Node *nodes;
     const double *leaf_values;
+    const int32_t *leaf_counts;
+    const int32_t *internal_counts;
     const int32_t *cat_bounds;
     const uint32_t *cat_words;
     int32_t num_features;
     int32_t num_trees;
     int32_t objective;
+    int32_t max_depth; /* the deepest tree's depth: TreeSHAP's path size */
     double sigmoid;
 } Model;
 
@@ -147,6 +164,7 @@ typedef struct {
     Model model;
     double *scratch_values;
     uint8_t *scratch_flags;
+    double *expected; /* each tree's expected value, computed on first contributions call */
 } Kernel;
 
 /* ------------------------------------------------------------------------ scoring */
@@ -315,6 +333,186 @@ static void raw_scores_block(const Model *m, const double *values, const uint8_t
                 node = next_node(base + node, values + row, flags + row, bounds, words);
             }
             sums[r] += leaves[~node];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ TreeSHAP */
+
+/* One element of TreeSHAP's unique path: a feature split on the way from the root, the
+ * fraction of the training rows (zero) and of this row (one, 0 or 1) that flow through
+ * it, and the permutation weight of the subsets of its size. */
+typedef struct {
+    int32_t feature;
+    double zero_fraction;
+    double one_fraction;
+    double pweight;
+} PathElement;
+
+/* What one tree's recursion reads, resolved once per tree. */
+typedef struct {
+    const Node *nodes;
+    const double *leaf_values;
+    const int32_t *leaf_counts;
+    const int32_t *internal_counts;
+    const int32_t *bounds;
+    const uint32_t *words;
+} ShapTree;
+
+/* The training rows that reached a node (c >= 0) or leaf (c < 0): TreeSHAP's cover. */
+static inline double cover(const ShapTree *t, int32_t child) {
+    return child >= 0 ? (double)t->internal_counts[child] : (double)t->leaf_counts[~child];
+}
+
+/* Tree::ExtendPath: append a split to the path and update every subset size's weight. The
+ * arithmetic is written operation for operation as LightGBM's (tree.cpp), so the sums of
+ * products round the same way. */
+static void extend_path(PathElement *path, int32_t depth, double zero_fraction,
+                        double one_fraction, int32_t feature) {
+    path[depth].feature = feature;
+    path[depth].zero_fraction = zero_fraction;
+    path[depth].one_fraction = one_fraction;
+    path[depth].pweight = depth == 0 ? 1.0 : 0.0;
+    for (int32_t i = depth - 1; i >= 0; i--) {
+        path[i + 1].pweight += one_fraction * path[i].pweight * (i + 1) / (double)(depth + 1);
+        path[i].pweight = zero_fraction * path[i].pweight * (depth - i) / (double)(depth + 1);
+    }
+}
+
+/* Tree::UnwindPath: remove element `index` (a feature seen again deeper down). */
+static void unwind_path(PathElement *path, int32_t depth, int32_t index) {
+    const double one_fraction = path[index].one_fraction;
+    const double zero_fraction = path[index].zero_fraction;
+    double next_one_portion = path[depth].pweight;
+    for (int32_t i = depth - 1; i >= 0; i--) {
+        if (one_fraction != 0) {
+            const double kept = path[i].pweight;
+            path[i].pweight = next_one_portion * (depth + 1) / (double)((i + 1) * one_fraction);
+            next_one_portion =
+                kept - path[i].pweight * zero_fraction * (depth - i) / (double)(depth + 1);
+        } else {
+            path[i].pweight = (path[i].pweight * (depth + 1)) / (double)(zero_fraction * (depth - i));
+        }
+    }
+    for (int32_t i = index; i < depth; i++) {
+        path[i].feature = path[i + 1].feature;
+        path[i].zero_fraction = path[i + 1].zero_fraction;
+        path[i].one_fraction = path[i + 1].one_fraction;
+    }
+}
+
+/* Tree::UnwoundPathSum: the total weight of the path with element `index` unwound, without
+ * modifying the path. */
+static double unwound_path_sum(const PathElement *path, int32_t depth, int32_t index) {
+    const double one_fraction = path[index].one_fraction;
+    const double zero_fraction = path[index].zero_fraction;
+    double next_one_portion = path[depth].pweight;
+    double total = 0;
+    for (int32_t i = depth - 1; i >= 0; i--) {
+        if (one_fraction != 0) {
+            const double part = next_one_portion * (depth + 1) / (double)((i + 1) * one_fraction);
+            total += part;
+            next_one_portion =
+                path[i].pweight - part * zero_fraction * ((depth - i) / (double)(depth + 1));
+        } else {
+            total += (path[i].pweight / zero_fraction) / ((depth - i) / (double)(depth + 1));
+        }
+    }
+    return total;
+}
+
+/* Tree::TreeSHAP: Lundberg et al.'s path-dependent TreeSHAP, recursing into the child the
+ * row takes (hot) before the other (cold), as LightGBM does, so contributions accumulate
+ * in the same order. `parent_path` holds the caller's path; this call's copy starts right
+ * after it (the buffer is sized for the tree's depth, see tree_contributions). */
+static void tree_shap(const ShapTree *t, const double *values, const uint8_t *flags,
+                      double *phi, int32_t node, int32_t depth, PathElement *parent_path,
+                      double parent_zero_fraction, double parent_one_fraction,
+                      int32_t parent_feature) {
+    PathElement *path = parent_path + depth;
+    if (depth > 0) {
+        memcpy(path, parent_path, sizeof(PathElement) * (size_t)depth);
+    }
+    extend_path(path, depth, parent_zero_fraction, parent_one_fraction, parent_feature);
+
+    if (node < 0) {
+        const double leaf_value = t->leaf_values[~node];
+        for (int32_t i = 1; i <= depth; i++) {
+            const double w = unwound_path_sum(path, depth, i);
+            const PathElement *el = &path[i];
+            phi[el->feature] += w * (el->one_fraction - el->zero_fraction) * leaf_value;
+        }
+        return;
+    }
+    const Node *split = &t->nodes[node];
+    const int32_t hot = next_node(split, values, flags, t->bounds, t->words);
+    const int32_t cold = hot == split->child[0] ? split->child[1] : split->child[0];
+    const double w = cover(t, node);
+    const double hot_zero_fraction = cover(t, hot) / w;
+    const double cold_zero_fraction = cover(t, cold) / w;
+    double incoming_zero_fraction = 1;
+    double incoming_one_fraction = 1;
+
+    /* A feature already on the path is unwound, so its split is redone here. */
+    int32_t index = 0;
+    for (; index <= depth; index++) {
+        if (path[index].feature == split->feature) {
+            break;
+        }
+    }
+    if (index != depth + 1) {
+        incoming_zero_fraction = path[index].zero_fraction;
+        incoming_one_fraction = path[index].one_fraction;
+        unwind_path(path, depth, index);
+        depth -= 1;
+    }
+    tree_shap(t, values, flags, phi, hot, depth + 1, path,
+              hot_zero_fraction * incoming_zero_fraction, incoming_one_fraction, split->feature);
+    tree_shap(t, values, flags, phi, cold, depth + 1, path,
+              cold_zero_fraction * incoming_zero_fraction, 0, split->feature);
+}
+
+/* Tree::ExpectedValue: the leaves' values weighted by their share of the training rows,
+ * summed in leaf order (a single leaf is its own value). */
+static double expected_value(const Model *m, const TreeRecord *tree) {
+    const double *leaves = m->leaf_values + tree->leaf_offset;
+    if (tree->num_leaves == 1) {
+        return leaves[0];
+    }
+    const int32_t *counts = m->leaf_counts + tree->leaf_offset;
+    const double total = (double)m->internal_counts[tree->node_offset];
+    double sum = 0.0;
+    for (int32_t i = 0; i < tree->num_leaves; i++) {
+        sum += (counts[i] / total) * leaves[i];
+    }
+    return sum;
+}
+
+/* Path elements TreeSHAP needs for a tree of depth d: one path of up to d + 1 elements per
+ * level of the recursion (Tree::PredictContrib's (d + 1)(d + 2) / 2). */
+static size_t shap_path_size(int32_t max_depth) {
+    return (size_t)(max_depth + 1) * (size_t)(max_depth + 2) / 2;
+}
+
+/* GBDT::PredictContrib for one prepared row: phi (num_features + 1 values) is zeroed, then
+ * every tree in model order adds its expected value to the bias (the last column) and its
+ * TreeSHAP values to the features. `expected` holds each tree's expected value. */
+static void row_contributions(const Model *m, const double *expected, const double *values,
+                              const uint8_t *flags, double *phi, PathElement *path) {
+    memset(phi, 0, sizeof(double) * ((size_t)m->num_features + 1));
+    for (int32_t t = 0; t < m->num_trees; t++) {
+        const TreeRecord *tree = &m->trees[t];
+        phi[m->num_features] += expected[t];
+        if (tree->num_nodes > 0) {
+            const ShapTree shap = {
+                .nodes = m->nodes + tree->node_offset,
+                .leaf_values = m->leaf_values + tree->leaf_offset,
+                .leaf_counts = m->leaf_counts + tree->leaf_offset,
+                .internal_counts = m->internal_counts + tree->node_offset,
+                .bounds = m->cat_bounds + tree->cat_offset,
+                .words = m->cat_words,
+            };
+            tree_shap(&shap, values, flags, phi, 0, 0, path, 1, 1, -1);
         }
     }
 }
@@ -491,6 +689,7 @@ static int validate_layout(const uint8_t *base, Py_ssize_t length, Model *m) {
     /* Trees are packed back to back: their ranges tile the sections exactly. */
     int64_t node_at = 0, leaf_at = 0, bound_at = 0;
     int32_t widest = 1;
+    int32_t max_depth = 0;
     for (int32_t t = 0; t < num_trees; t++) {
         const TreeRecord *tree = &trees[t];
         if (tree->num_leaves < 1 || tree->num_nodes != tree->num_leaves - 1 ||
@@ -498,6 +697,12 @@ static int validate_layout(const uint8_t *base, Py_ssize_t length, Model *m) {
             tree->cat_offset != bound_at || tree->num_cat < 0 || tree->max_depth < 0 ||
             tree->max_depth > tree->num_nodes || tree->reserved != 0) {
             return invalid("a tree record is inconsistent");
+        }
+        if (tree->max_depth > MAX_TREE_DEPTH) {
+            return invalid("a tree is deeper than the kernel's limit");
+        }
+        if (tree->max_depth > max_depth) {
+            max_depth = tree->max_depth;
         }
         node_at += tree->num_nodes;
         leaf_at += tree->num_leaves;
@@ -566,6 +771,9 @@ static int validate_layout(const uint8_t *base, Py_ssize_t length, Model *m) {
     m->trees = trees;
     m->nodes = nodes;
     m->leaf_values = (const double *)section[SECTION_LEAF_VALUES];
+    m->leaf_counts = (const int32_t *)section[SECTION_LEAF_COUNTS];
+    m->internal_counts = (const int32_t *)section[SECTION_INTERNAL_COUNTS];
+    m->max_depth = max_depth;
     m->cat_bounds = cat_bounds;
     m->cat_words = (const uint32_t *)section[SECTION_CAT_WORDS];
     m->num_features = num_features;
@@ -614,8 +822,10 @@ static void kernel_release_all(Kernel *self) {
     }
     PyMem_Free(self->scratch_values);
     PyMem_Free(self->scratch_flags);
+    PyMem_Free(self->expected);
     self->scratch_values = NULL;
     self->scratch_flags = NULL;
+    self->expected = NULL;
     memset(&self->model, 0, sizeof self->model);
 }
 
@@ -710,6 +920,40 @@ static void predict_rows(const Model *m, const double *matrix, Py_ssize_t count,
     }
 }
 
+/* Take the (matrix, out) arguments of a batch call: matrix a C-contiguous (n, num_features)
+ * float64 buffer, out a writable C-contiguous float64 buffer of n values (out_columns 0)
+ * or of shape (n, out_columns), not overlapping matrix. On success both views are held
+ * (the caller releases them); on failure neither is, and an exception is set. */
+static int take_rows(const Kernel *self, PyObject *matrix_object, PyObject *out_object,
+                     Py_ssize_t out_columns, Py_buffer *matrix, Py_buffer *out) {
+    if (get_float64_buffer(matrix_object, matrix, 2, 0, "matrix") != 0) {
+        return -1;
+    }
+    if (get_float64_buffer(out_object, out, out_columns ? 2 : 1, 1, "out") != 0) {
+        PyBuffer_Release(matrix);
+        return -1;
+    }
+    const Py_ssize_t count = matrix->shape[0];
+    const char *m_lo = matrix->buf, *m_hi = (const char *)matrix->buf + matrix->len;
+    const char *o_lo = out->buf, *o_hi = (const char *)out->buf + out->len;
+    if (matrix->shape[1] != self->model.num_features) {
+        PyErr_Format(PyExc_ValueError, "matrix has %zd columns, the model %d features",
+                     matrix->shape[1], (int)self->model.num_features);
+    } else if (!out_columns && out->shape[0] != count) {
+        PyErr_Format(PyExc_ValueError, "out has %zd values for %zd rows", out->shape[0], count);
+    } else if (out_columns && (out->shape[0] != count || out->shape[1] != out_columns)) {
+        PyErr_Format(PyExc_ValueError, "out has shape (%zd, %zd), not (%zd, %zd)", out->shape[0],
+                     out->shape[1], count, out_columns);
+    } else if (count > 0 && m_lo < o_hi && o_lo < m_hi) {
+        PyErr_SetString(PyExc_ValueError, "out overlaps matrix");
+    } else {
+        return 0;
+    }
+    PyBuffer_Release(out);
+    PyBuffer_Release(matrix);
+    return -1;
+}
+
 static PyObject *kernel_predict_matrix(Kernel *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "predict_matrix(matrix, out, raw) takes 3 arguments");
@@ -723,48 +967,105 @@ static PyObject *kernel_predict_matrix(Kernel *self, PyObject *const *args, Py_s
         return NULL;
     }
     Py_buffer matrix, out;
-    if (get_float64_buffer(args[0], &matrix, 2, 0, "matrix") != 0) {
-        return NULL;
-    }
-    if (get_float64_buffer(args[1], &out, 1, 1, "out") != 0) {
-        PyBuffer_Release(&matrix);
+    if (take_rows(self, args[0], args[1], 0, &matrix, &out) != 0) {
         return NULL;
     }
     PyObject *result = NULL;
     const Py_ssize_t count = matrix.shape[0];
-    const char *m_lo = matrix.buf, *m_hi = (const char *)matrix.buf + matrix.len;
-    const char *o_lo = out.buf, *o_hi = (const char *)out.buf + out.len;
-    if (matrix.shape[1] != self->model.num_features) {
-        PyErr_Format(PyExc_ValueError, "matrix has %zd columns, the model %d features",
-                     matrix.shape[1], (int)self->model.num_features);
-    } else if (out.shape[0] != count) {
-        PyErr_Format(PyExc_ValueError, "out has %zd values for %zd rows", out.shape[0], count);
-    } else if (count > 0 && m_lo < o_hi && o_lo < m_hi) {
-        PyErr_SetString(PyExc_ValueError, "out overlaps matrix");
-    } else if (count == 0) {
-        result = Py_NewRef(Py_None);
+    const size_t width = (size_t)self->model.num_features;
+    double *values = count ? PyMem_Malloc(sizeof(double) * width * BLOCK_ROWS) : NULL;
+    uint8_t *flags = count ? PyMem_Malloc(width * BLOCK_ROWS) : NULL;
+    if (count && (values == NULL || flags == NULL)) {
+        PyErr_NoMemory();
     } else {
-        const size_t width = (size_t)self->model.num_features;
-        double *values = PyMem_Malloc(sizeof(double) * width * BLOCK_ROWS);
-        uint8_t *flags = PyMem_Malloc(width * BLOCK_ROWS);
-        if (values == NULL || flags == NULL) {
-            PyErr_NoMemory();
+        const Model model = self->model;
+        self->busy++;
+        if ((double)count * (double)model.num_trees >= GIL_RELEASE_WALKS) {
+            Py_BEGIN_ALLOW_THREADS
+            predict_rows(&model, matrix.buf, count, out.buf, raw, values, flags);
+            Py_END_ALLOW_THREADS
         } else {
-            const Model model = self->model;
-            self->busy++;
-            if ((double)count * (double)model.num_trees >= GIL_RELEASE_WALKS) {
-                Py_BEGIN_ALLOW_THREADS
-                predict_rows(&model, matrix.buf, count, out.buf, raw, values, flags);
-                Py_END_ALLOW_THREADS
-            } else {
-                predict_rows(&model, matrix.buf, count, out.buf, raw, values, flags);
-            }
-            self->busy--;
-            result = Py_NewRef(Py_None);
+            predict_rows(&model, matrix.buf, count, out.buf, raw, values, flags);
         }
-        PyMem_Free(values);
-        PyMem_Free(flags);
+        self->busy--;
+        result = Py_NewRef(Py_None);
     }
+    PyMem_Free(values);
+    PyMem_Free(flags);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&matrix);
+    return result;
+}
+
+/* Each tree's expected value, computed once per Kernel (with the GIL held). */
+static const double *expected_values(Kernel *self) {
+    if (self->expected == NULL) {
+        const Model *m = &self->model;
+        double *expected = PyMem_Malloc(sizeof(double) * ((size_t)m->num_trees + 1));
+        if (expected == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        for (int32_t t = 0; t < m->num_trees; t++) {
+            expected[t] = expected_value(m, &m->trees[t]);
+        }
+        self->expected = expected;
+    }
+    return self->expected;
+}
+
+static void contributions_rows(const Model *m, const double *expected, const double *matrix,
+                               Py_ssize_t count, double *out, double *values, uint8_t *flags,
+                               PathElement *path) {
+    const size_t width = (size_t)m->num_features;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        prepare_row(matrix + (size_t)r * width, m->num_features, values, flags);
+        row_contributions(m, expected, values, flags, out + (size_t)r * (width + 1), path);
+    }
+}
+
+static PyObject *kernel_contributions_matrix(Kernel *self, PyObject *const *args,
+                                             Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "contributions_matrix(matrix, out) takes 2 arguments");
+        return NULL;
+    }
+    if (check_open(self) != 0) {
+        return NULL;
+    }
+    const double *expected = expected_values(self);
+    if (expected == NULL) {
+        return NULL;
+    }
+    Py_buffer matrix, out;
+    if (take_rows(self, args[0], args[1], (Py_ssize_t)self->model.num_features + 1, &matrix,
+                  &out) != 0) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const Py_ssize_t count = matrix.shape[0];
+    const size_t width = (size_t)self->model.num_features;
+    double *values = PyMem_Malloc(sizeof(double) * width);
+    uint8_t *flags = PyMem_Malloc(width);
+    PathElement *path = PyMem_Malloc(sizeof(PathElement) * shap_path_size(self->model.max_depth));
+    if (values == NULL || flags == NULL || path == NULL) {
+        PyErr_NoMemory();
+    } else {
+        const Model model = self->model;
+        self->busy++;
+        if ((double)count * (double)model.num_trees >= GIL_RELEASE_SHAP_TREES) {
+            Py_BEGIN_ALLOW_THREADS
+            contributions_rows(&model, expected, matrix.buf, count, out.buf, values, flags, path);
+            Py_END_ALLOW_THREADS
+        } else {
+            contributions_rows(&model, expected, matrix.buf, count, out.buf, values, flags, path);
+        }
+        self->busy--;
+        result = Py_NewRef(Py_None);
+    }
+    PyMem_Free(values);
+    PyMem_Free(flags);
+    PyMem_Free(path);
     PyBuffer_Release(&out);
     PyBuffer_Release(&matrix);
     return result;
@@ -806,6 +1107,10 @@ static PyMethodDef kernel_methods[] = {
      "predict_row_raw() -> float: the raw score (sum of leaf values) for the bound row."},
     {"predict_matrix", (PyCFunction)(void (*)(void))kernel_predict_matrix, METH_FASTCALL,
      "predict_matrix(matrix, out, raw) -> None: score C-contiguous float64 rows into out."},
+    {"contributions_matrix", (PyCFunction)(void (*)(void))kernel_contributions_matrix,
+     METH_FASTCALL,
+     "contributions_matrix(matrix, out) -> None: TreeSHAP values of C-contiguous float64 rows "
+     "into out, shape (n, num_features + 1), the bias last (LightGBM's pred_contrib)."},
     {"release", (PyCFunction)kernel_release, METH_NOARGS,
      "release() -> None: drop the layout and row buffers; the kernel cannot score after."},
     {NULL, NULL, 0, NULL},
@@ -858,7 +1163,8 @@ PyMODINIT_FUNC PyInit__tree_kernel(void) {
     if (PyModule_AddIntConstant(module, "LAYOUT_VERSION", LAYOUT_VERSION) < 0 ||
         PyModule_AddIntConstant(module, "TREE_LANES", TREE_LANES) < 0 ||
         PyModule_AddIntConstant(module, "ROW_LANES", ROW_LANES) < 0 ||
-        PyModule_AddIntConstant(module, "BLOCK_ROWS", BLOCK_ROWS) < 0) {
+        PyModule_AddIntConstant(module, "BLOCK_ROWS", BLOCK_ROWS) < 0 ||
+        PyModule_AddIntConstant(module, "MAX_TREE_DEPTH", MAX_TREE_DEPTH) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -26,14 +26,14 @@ Interface:
     ``row`` is a ``ctypes`` array of doubles bound to the kernel when it is created; write
     feature values into it and call :meth:`~TreeKernel.predict_row` (one C call, no
     argument conversion, no allocation but the returned float). Batches go through
-    :meth:`~TreeKernel.predict_matrix`. Contributions (TreeSHAP) are a later step; the
-    layout already carries what they need.
+    :meth:`~TreeKernel.predict_matrix`, reason codes through :meth:`~TreeKernel.contributions`
+    (TreeSHAP in the kernel, matching LightGBM's ``pred_contrib``).
 
 Threading:
     One :class:`TreeKernel` must be used by one thread at a time for ``predict_row`` (the
     ``row`` buffer and the kernel's scratch space are shared state), exactly as
-    ``LightGBMPredictor``. ``predict_matrix`` uses per-call buffers and releases the GIL on
-    large batches.
+    ``LightGBMPredictor``. ``predict_matrix`` and ``contributions`` use per-call buffers and
+    release the GIL on large batches.
 """
 
 from __future__ import annotations
@@ -176,6 +176,22 @@ class TreeKernel(NativeResource):
                 mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
             except ValueError as exc:  # an empty file cannot be mapped
                 raise LayoutError(f"layout {path} is empty or cannot be mapped: {exc}") from exc
+        return cls.from_mapping(mapping, verify_checksum=verify_checksum)
+
+    @classmethod
+    def from_mapping(cls, mapping: mmap.mmap, *, verify_checksum: bool = True) -> TreeKernel:
+        """Bind a kernel to a read-only mapping of a layout; the kernel then owns it.
+
+        The mapping is closed by :meth:`close`, or at once if the layout is refused.
+
+        Args:
+            mapping: A mapping of a layout file (for example one ``verify_version`` hashed).
+            verify_checksum: Check the CRC-32 of the whole layout; pointless when the
+                caller has just checked the mapping's SHA-256.
+
+        Raises:
+            LayoutError: As :meth:`open`.
+        """
         return cls(mapping, verify_checksum=verify_checksum, _mapping=mapping)
 
     @classmethod
@@ -250,7 +266,37 @@ class TreeKernel(NativeResource):
         """Raw scores of many rows; as :meth:`predict_matrix` otherwise."""
         return self._matrix(matrix, raw=True)
 
+    def contributions(self, matrix: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        """Per-feature contributions (TreeSHAP), as LightGBM's ``pred_contrib``.
+
+        Path-dependent TreeSHAP (Lundberg et al.) with LightGBM's arithmetic, tree by tree
+        in model order, straight from the mapped layout: no booster is needed for reason
+        codes.
+
+        Args:
+            matrix: Shape ``(n, num_features)``, as for :meth:`predict_matrix`.
+
+        Returns:
+            Shape ``(n, num_features + 1)`` float64 in raw-score units; the last column is
+            the expected value (bias). Each row sums to the raw score.
+
+        Raises:
+            ValueError: ``matrix`` is not 2-D or has the wrong width.
+            KernelClosed: The kernel is closed.
+        """
+        kernel, data = self._checked(matrix)
+        out = np.empty((data.shape[0], self.num_features + 1), dtype=np.float64)
+        kernel.contributions_matrix(data, out)
+        return out
+
     def _matrix(self, matrix: npt.NDArray[Any], *, raw: bool) -> npt.NDArray[np.float64]:
+        kernel, data = self._checked(matrix)
+        out = np.empty(data.shape[0], dtype=np.float64)
+        kernel.predict_matrix(data, out, raw)
+        return out
+
+    def _checked(self, matrix: npt.NDArray[Any]) -> tuple[Kernel, npt.NDArray[np.float64]]:
+        """The open kernel and ``matrix`` as C-contiguous float64 rows of the right width."""
         kernel = self._kernel
         if kernel is None:
             raise KernelClosed("the tree kernel is closed")
@@ -259,9 +305,7 @@ class TreeKernel(NativeResource):
             raise ValueError(f"expected a 2-D matrix, got {data.ndim} dimension(s)")
         if data.shape[1] != self.num_features:
             raise ValueError(f"expected {self.num_features} columns, got {data.shape[1]}")
-        out = np.empty(data.shape[0], dtype=np.float64)
-        kernel.predict_matrix(data, out, raw)
-        return out
+        return kernel, data
 
     def close(self) -> None:
         """Release the kernel, then unmap the layout. Safe to call more than once."""

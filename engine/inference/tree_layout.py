@@ -28,8 +28,8 @@ What is refused (:class:`UnsupportedModel`), because the kernel would not score 
     counts that disagree, children that do not form one tree, features outside
     ``max_feature_idx``, NaN thresholds or leaf values, a ``tree_sizes`` index that does
     not match the trees, carriage returns, text that stops before ``end of trees``, more
-    than :data:`MAX_FEATURES` features. Refusing is always safe: such a model keeps the
-    LightGBM C-API path.
+    than :data:`MAX_FEATURES` features, a tree deeper than :data:`MAX_TREE_DEPTH` levels.
+    Refusing is always safe: such a model keeps the LightGBM C-API path.
 
 Binary layout, version 1 (every integer and float little-endian, no implicit padding):
 
@@ -73,7 +73,7 @@ Binary layout, version 1 (every integer and float little-endian, no implicit pad
        outputs are summed). Node indices inside a tree are local, as in LightGBM: the
        root is node 0, or leaf 0 when the tree is a single leaf (``num_nodes == 0``).
        ``max_depth`` is LightGBM's ``max_depth_`` (deepest leaf, root at depth 0): the
-       path length TreeSHAP allocates for.
+       path length TreeSHAP allocates for (at most :data:`MAX_TREE_DEPTH`).
     1. ``nodes``: num_nodes records of 24 bytes: ``threshold`` float64, ``left`` int32,
        ``right`` int32, ``feature`` int32, ``decision_type`` uint8, 3 zero bytes.
        ``decision_type`` is LightGBM's byte: bit 0 categorical, bit 1 default left, bits 2-3
@@ -137,6 +137,7 @@ __all__ = [
     "LAYOUT_VERSION",
     "MAGIC",
     "MAX_FEATURES",
+    "MAX_TREE_DEPTH",
     "NODE_DTYPE",
     "OBJECTIVE_BINARY",
     "OBJECTIVE_REGRESSION",
@@ -175,6 +176,10 @@ _INT32_MAX: Final = 2**31 - 1
 # so a hostile header must not be able to ask for gigabytes. LightGBM models of more
 # features are refused (they keep the C-API path).
 MAX_FEATURES: Final = 1 << 20
+# The deepest tree a layout may hold (the C kernel checks it too): TreeSHAP recurses once
+# per level and needs (d + 1)(d + 2) / 2 path elements, so depth is bounded like width.
+# Deeper models (only possible with num_leaves far above any useful setting) are refused.
+MAX_TREE_DEPTH: Final = 1000
 
 TREE_DTYPE: Final = np.dtype(
     [
@@ -351,6 +356,12 @@ def compile_model(model_text: str | bytes) -> bytes:
         raise UnsupportedModel(
             f"the model has {model.num_features} features; the tree kernel takes at most "
             f"{MAX_FEATURES}"
+        )
+    deepest = max((tree.max_depth for tree in model.trees), default=0)
+    if deepest > MAX_TREE_DEPTH:
+        raise UnsupportedModel(
+            f"a tree of the model is {deepest} levels deep; the tree kernel takes at most "
+            f"{MAX_TREE_DEPTH} (TreeSHAP recurses once per level)"
         )
     sections, totals = _sections(model)
     placed: list[tuple[int, int]] = []

@@ -1,31 +1,26 @@
 """A model version loaded for serving: encoder, predictor and reliability, all verified.
 
 A ``LoadedModel`` is built only from a ``VerifiedVersion`` (hashes and signature checked,
-the exact verified bytes in memory), so nothing unverified is ever parsed. The model's
+the exact verified bytes in hand), so nothing unverified is ever parsed. The model's
 inputs (names, kinds, bounds) come from its manifest, not from today's config, so a
 version always validates leads the way it was trained.
 
-Two predictors:
-    Scores come from the compiled tree kernel (``TreeKernel``) when the version carries a
-    tree layout (``model.layout``): the file is memory-mapped read-only, so every worker
-    of the machine shares one copy of the trees, and the kernel is bit-identical to
-    LightGBM and faster. Versions without a layout (models the layout refuses, versions
-    published before it existed) are scored by the LightGBM C-API predictor, as before.
-    Contributions (reason codes for explain) always come from the LightGBM predictor for
-    now: TreeSHAP in the kernel is the next step, after which the per-worker booster goes.
+One predictor scores and explains:
+    The compiled tree kernel (``TreeKernel``) when the version carries a tree layout
+    (``model.layout``): ``verify_version`` mapped the file read-only and hashed it through
+    the mapping, and the kernel scores from those very pages, shared by every worker of
+    the machine. Scores are bit-identical to LightGBM and contributions (reason codes) come
+    from the kernel's TreeSHAP, so such a version never loads LightGBM at all: no booster,
+    no private copy of the trees in any worker. The layout's header must name the
+    version's ``model.txt`` (by SHA-256) as its source, so the trees are the signed ones.
 
-    The layout is mapped from the version directory after ``verify_version`` read and
-    hashed it, so the mapping is hashed again against the signed manifest: a file swapped
-    in between is refused, never served. Its header must also name ``model.txt`` as its
-    source, so scores and reasons come from the same trees.
+    Versions without a layout (models the layout refuses, versions published before it
+    existed) are scored and explained by the LightGBM C-API predictor, as before.
 """
 
 from __future__ import annotations
 
-import hashlib
 import mmap
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +36,14 @@ from engine.inference.tree_kernel import TreeKernel
 from engine.inference.tree_layout import LayoutError
 from engine.scoring.confidence import ReliabilityTable
 from engine.scoring.result import Reason
-from engine.store.layout import MODEL_LAYOUT_FILE
+from engine.store.layout import MODEL_FILE, MODEL_LAYOUT_FILE
 from engine.store.manifest import Manifest
 from engine.store.signing import Keyring
 from engine.store.verify import VerifiedVersion, verify_version
 
-MODEL_FILE = "model.txt"
-
 Predictor = TreeKernel | LightGBMPredictor
-"""What scores rows: both have ``row``, ``predict_row``, ``predict_matrix``, ``num_features``."""
+"""What scores rows: both have ``row``, ``predict_row``, ``predict_matrix``,
+``contributions`` and ``num_features``."""
 
 
 class LoadedModel:
@@ -60,10 +54,8 @@ class LoadedModel:
         version: Its semantic version.
         manifest: Its verified manifest.
         encoder: Validates and encodes leads for it.
-        predictor: Scores rows: the tree kernel when the version has a layout, else the
-            LightGBM C-API predictor (see the module docstring).
-        explainer: The LightGBM C-API predictor, used only for :meth:`contributions`
-            (the same object as ``predictor`` when the version has no layout).
+        predictor: Scores and explains rows: the tree kernel when the version has a
+            layout, else the LightGBM C-API predictor (see the module docstring).
         reliability: Score band -> reliability lookup.
 
     The acceptance threshold and the number of reasons are serving policy, taken from
@@ -72,7 +64,6 @@ class LoadedModel:
 
     __slots__ = (
         "encoder",
-        "explainer",
         "feature_names",
         "manifest",
         "predictor",
@@ -86,14 +77,12 @@ class LoadedModel:
         manifest: Manifest,
         encoder: LeadEncoder,
         predictor: Predictor,
-        explainer: LightGBMPredictor,
     ) -> None:
         self.vertical = manifest.vertical
         self.version = manifest.version
         self.manifest = manifest
         self.encoder = encoder
         self.predictor = predictor
-        self.explainer = explainer
         self.reliability = ReliabilityTable(manifest.reliability)
         self.feature_names = tuple(s.name for s in encoder.specs)
 
@@ -116,26 +105,14 @@ class LoadedModel:
             tables = EncoderTables.from_files(specs, verified.files)
         except ValueError as exc:
             raise ArtifactRejected("model", str(exc)) from exc
-        model_text = verified.files.get(MODEL_FILE)
-        if model_text is None:
-            raise ArtifactRejected("model", f"{MODEL_FILE} is not part of the version")
+        predictor = _open_predictor(verified)
         try:
-            explainer = LightGBMPredictor.from_model_string(model_text)
-        except LightGBMError as exc:
-            raise ArtifactRejected("model", f"LightGBM cannot load {MODEL_FILE}: {exc}") from exc
-        predictor: Predictor = explainer
-        try:
-            _check_width(MODEL_FILE, explainer.num_features, len(specs))
-            if MODEL_LAYOUT_FILE in manifest.files:
-                predictor = _open_kernel(verified, hashlib.sha256(model_text).digest())
-                _check_width(MODEL_LAYOUT_FILE, predictor.num_features, len(specs))
+            _check_width(predictor, len(specs))
         except BaseException:
-            if predictor is not explainer:
-                predictor.close()
-            explainer.close()
+            predictor.close()
             raise
         encoder = LeadEncoder(specs, tables, manifest.importance)
-        return cls(manifest, encoder, predictor, explainer)
+        return cls(manifest, encoder, predictor)
 
     def contributions(self, matrix: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         """Per-feature contributions of encoded rows (LightGBM's ``pred_contrib``).
@@ -146,8 +123,7 @@ class LoadedModel:
         Returns:
             Shape ``(n, num_features + 1)`` in raw-score units; the last column is the bias.
         """
-        # The LightGBM predictor until the kernel has TreeSHAP (issue 10, next step).
-        return self.explainer.contributions(matrix)
+        return self.predictor.contributions(matrix)
 
     def reasons(self, row: np.ndarray, top_k: int) -> list[Reason]:
         """Return the ``top_k`` strongest feature contributions for one encoded row."""
@@ -168,34 +144,65 @@ class LoadedModel:
         return reasons
 
     def close(self) -> None:
-        """Free the native models and unmap the layout (after no request uses them)."""
-        try:
-            if self.predictor is not self.explainer:
-                self.predictor.close()
-        finally:
-            self.explainer.close()
+        """Unmap the layout or free the booster (once no request uses the model)."""
+        self.predictor.close()
 
 
-def _check_width(name: str, width: int, expected: int) -> None:
+def _check_width(predictor: Predictor, expected: int) -> None:
     """Refuse a model whose input width is not the manifest's number of features."""
-    if width != expected:
-        raise ArtifactRejected("model", f"{name} has {width} features, the manifest {expected}")
+    if predictor.num_features != expected:
+        name = MODEL_LAYOUT_FILE if isinstance(predictor, TreeKernel) else MODEL_FILE
+        raise ArtifactRejected(
+            "model", f"{name} has {predictor.num_features} features, the manifest {expected}"
+        )
 
 
-def _open_kernel(verified: VerifiedVersion, model_sha256: bytes) -> TreeKernel:
-    """Map the version's verified layout and bind the tree kernel to it.
+def _open_predictor(verified: VerifiedVersion) -> Predictor:
+    """The tree kernel on the version's layout when it has one, else LightGBM's predictor.
+
+    Both model files' mappings are closed here except the layout's, which the kernel keeps
+    (and closes with itself).
 
     Raises:
-        ArtifactRejected: ``model`` check: the file changed since it was verified, the
-            kernel refuses it, or it was not compiled from the version's ``model.txt``.
-            It verified, so any of these means a bug or tampering.
+        ArtifactRejected: ``model`` check: a model file is missing or empty, the kernel
+            refuses the layout, the layout was not compiled from the version's
+            ``model.txt``, or LightGBM cannot load ``model.txt``. The files verified, so
+            any of these means a bug or tampering before signing.
     """
-    mapping = _map_verified(verified)
+    mapped = dict(verified.mapped)
     try:
-        # The kernel closes the mapping with itself (as TreeKernel.open does).
-        kernel = TreeKernel(mapping, _mapping=mapping)
+        if MODEL_FILE not in verified.manifest.files:
+            raise ArtifactRejected("model", f"{MODEL_FILE} is not part of the version")
+        if MODEL_LAYOUT_FILE in verified.manifest.files:
+            layout = mapped.pop(MODEL_LAYOUT_FILE, None)
+            if layout is None:
+                raise ArtifactRejected("model", f"{MODEL_LAYOUT_FILE} is empty")
+            model_sha256 = bytes.fromhex(verified.manifest.files[MODEL_FILE])
+            return _open_kernel(layout, model_sha256)
+        model_text = mapped.get(MODEL_FILE)
+        if model_text is None:
+            raise ArtifactRejected("model", f"{MODEL_FILE} is empty")
+        try:
+            return LightGBMPredictor.from_model_string(bytes(model_text))
+        except LightGBMError as exc:
+            raise ArtifactRejected("model", f"LightGBM cannot load {MODEL_FILE}: {exc}") from exc
+    finally:
+        for mapping in mapped.values():
+            mapping.close()
+
+
+def _open_kernel(layout: mmap.mmap, model_sha256: bytes) -> TreeKernel:
+    """Bind the tree kernel to the verified layout mapping (which it then owns).
+
+    Raises:
+        ArtifactRejected: ``model`` check: the kernel refuses the layout, or it was not
+            compiled from the version's ``model.txt``.
+    """
+    try:
+        # The SHA-256 of these very pages was just checked: the CRC-32 would add nothing.
+        kernel = TreeKernel.from_mapping(layout, verify_checksum=False)
     except LayoutError as exc:
-        mapping.close()
+        layout.close()
         raise ArtifactRejected("model", f"{MODEL_LAYOUT_FILE} does not load: {exc}") from exc
     if kernel.header.source_sha256 != model_sha256:
         kernel.close()
@@ -203,30 +210,6 @@ def _open_kernel(verified: VerifiedVersion, model_sha256: bytes) -> TreeKernel:
             "model", f"{MODEL_LAYOUT_FILE} was not compiled from this version's {MODEL_FILE}"
         )
     return kernel
-
-
-def _map_verified(verified: VerifiedVersion) -> mmap.mmap:
-    """Map the layout read-only; refuse it unless its SHA-256 is still the manifest's."""
-    path = verified.path / MODEL_LAYOUT_FILE
-    expected = verified.manifest.files[MODEL_LAYOUT_FILE].lower()
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise ArtifactRejected("model", f"cannot open {MODEL_LAYOUT_FILE}: {exc}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ArtifactRejected("model", f"{MODEL_LAYOUT_FILE} is not a regular file")
-        try:
-            mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError) as exc:  # ValueError: an empty file
-            raise ArtifactRejected("model", f"cannot map {MODEL_LAYOUT_FILE}: {exc}") from None
-    finally:
-        os.close(fd)
-    if hashlib.sha256(mapping).hexdigest() != expected:
-        mapping.close()
-        raise ArtifactRejected("model", f"{MODEL_LAYOUT_FILE} changed after it was verified")
-    return mapping
 
 
 def load_model(path: Path, keyring: Keyring) -> LoadedModel:

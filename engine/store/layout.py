@@ -32,6 +32,8 @@ VERTICAL_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 VERSION_DIR_PREFIX = "v"
 TEMP_PREFIX = ".tmp-"
+# The LightGBM text model every version holds.
+MODEL_FILE = "model.txt"
 # A version's model report (written by training, hashed in the manifest like any file).
 REPORT_FILE = "report.html"
 # The model compiled for the tree kernel (``engine.inference.tree_layout``), hashed in the

@@ -16,23 +16,33 @@ accepted only when, in this order:
 
 The bytes that were hashed are returned, so callers load exactly what was verified and
 never read the files again, with the SHA-256 of the manifest: two verified versions with
-the same manifest digest have identical files. Messages name files relative to the model
-root (``auto/v1.2.0``), never by absolute path, so they can be shown to API callers.
+the same manifest digest have identical files. The model files (``model.txt`` and the tree
+kernel's ``model.layout``, tens of MB for a large model) are memory-mapped read-only and
+hashed through the mapping instead of copied onto the heap: the kernel then scores from
+the very pages that were hashed, shared with every other process mapping the file, and a
+worker never holds a private copy of the trees, even for a moment. (Published files are
+never rewritten in place; one replaced by a new file afterwards is never read.) Messages
+name files relative to the model root (``auto/v1.2.0``), never by absolute path, so they
+can be shown to API callers.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import mmap
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import msgspec
 
 from engine.errors import ArtifactRejected, StoreError
 from engine.store.layout import (
+    MODEL_FILE,
+    MODEL_LAYOUT_FILE,
     VERTICAL_RE,
     list_versions,
     version_dir,
@@ -44,6 +54,8 @@ from engine.store.signing import Keyring
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 RESERVED_NAMES = frozenset({MANIFEST_NAME, SIGNATURE_NAME})
+MAPPED_NAMES: Final = frozenset({MODEL_FILE, MODEL_LAYOUT_FILE})
+"""Files verified (and handed over) as read-only mappings rather than bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +66,12 @@ class VerifiedVersion:
         path: The version directory.
         manifest: Its decoded manifest.
         key_id: The id of the trusted key that signed the manifest.
-        files: Every file named in the manifest, by name, with the exact bytes that were
-            hashed.
+        files: Every file named in the manifest but :data:`MAPPED_NAMES`, by name, with the
+            exact bytes that were hashed.
+        mapped: The files of :data:`MAPPED_NAMES` the manifest names, by name: read-only
+            mappings of the files, hashed through the mapping. An empty file (which cannot
+            be mapped) is in ``files`` as ``b""`` instead. Whoever loads a mapping owns
+            it; the others are closed when the ``VerifiedVersion`` is collected.
         manifest_sha256: SHA-256 (hex) of the exact bytes of ``manifest.json``; since the
             manifest lists every file's hash, it identifies the whole version's content.
     """
@@ -64,6 +80,7 @@ class VerifiedVersion:
     manifest: Manifest
     key_id: str
     files: dict[str, bytes]
+    mapped: dict[str, mmap.mmap]
     manifest_sha256: str
 
 
@@ -92,8 +109,12 @@ class VersionInfo:
     recall: float | None
 
 
-def _read_regular(path: Path) -> bytes:
-    """Read a regular file without following a symlink (a swapped-in link is refused)."""
+def _open_regular(path: Path) -> int:
+    """Open a regular file without following a symlink (a swapped-in link is refused).
+
+    Returns:
+        A read-only file descriptor the caller closes.
+    """
     # O_NONBLOCK: a FIFO swapped in after the listing must not hang the reader (the
     # fstat below refuses it); it changes nothing for regular files.
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -108,8 +129,32 @@ def _read_regular(path: Path) -> bytes:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ArtifactRejected("layout", f"{path.name} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_regular(path: Path) -> bytes:
+    """Read a regular file without following a symlink."""
+    fd = _open_regular(path)
+    try:
         with os.fdopen(fd, "rb", closefd=False) as handle:
             return handle.read()
+    finally:
+        os.close(fd)
+
+
+def _map_regular(path: Path) -> mmap.mmap | None:
+    """Map a regular file read-only without following a symlink; None when it is empty."""
+    fd = _open_regular(path)
+    try:
+        if os.fstat(fd).st_size == 0:
+            return None
+        try:
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            raise ArtifactRejected("layout", f"cannot map {path.name}: {exc.strerror}") from None
     finally:
         os.close(fd)
 
@@ -203,19 +248,31 @@ def verify_version(path: Path, keyring: Keyring) -> VerifiedVersion:
         raise ArtifactRejected("mismatch", "; ".join(parts))
 
     files: dict[str, bytes] = {}
-    for name in sorted(listed):
-        data = _read_regular(path / name)
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != manifest.files[name].lower():
-            raise ArtifactRejected(
-                "hash", f"{name}: sha256 {digest} does not match manifest {manifest.files[name]}"
-            )
-        files[name] = data
+    mapped: dict[str, mmap.mmap] = {}
+    try:
+        for name in sorted(listed):
+            mapping = _map_regular(path / name) if name in MAPPED_NAMES else None
+            if mapping is not None:
+                mapped[name] = mapping
+                content: bytes | mmap.mmap = mapping
+            else:
+                content = files[name] = _read_regular(path / name)
+            digest = hashlib.sha256(content).hexdigest()
+            if digest != manifest.files[name].lower():
+                raise ArtifactRejected(
+                    "hash",
+                    f"{name}: sha256 {digest} does not match manifest {manifest.files[name]}",
+                )
+    except BaseException:
+        for mapping in mapped.values():
+            mapping.close()
+        raise
     return VerifiedVersion(
         path=path,
         manifest=manifest,
         key_id=signer,
         files=files,
+        mapped=mapped,
         manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
     )
 

@@ -40,7 +40,13 @@ from engine.inference.tree_layout import UnsupportedModel, compile_model
 from engine.monitoring.calibration import fit_calibration
 from engine.reports.model_report import inputs_from_manifest, render_model_report
 from engine.scoring.confidence import fit_reliability
-from engine.store.layout import MODEL_LAYOUT_FILE, REPORT_FILE, parse_version, version_dir
+from engine.store.layout import (
+    MODEL_FILE,
+    MODEL_LAYOUT_FILE,
+    REPORT_FILE,
+    parse_version,
+    version_dir,
+)
 from engine.store.manifest import DataFingerprint, Manifest, ManifestFeature, Metrics
 from engine.store.pointer import activate as activate_version
 from engine.store.publish import publish
@@ -244,7 +250,7 @@ def train_vertical(
     )
     log(f"wrote the model report ({len(report) // 1024} KiB)")
     files = {
-        "model.txt": model_text.encode("utf-8"),
+        MODEL_FILE: model_text.encode("utf-8"),
         **tables.to_files(),
         REPORT_FILE: report,
     }

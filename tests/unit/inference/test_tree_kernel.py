@@ -12,6 +12,7 @@ service, and truncated, corrupted and hostile (checksum recomputed) layouts must
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import math
 import re
@@ -33,6 +34,7 @@ from engine.inference.lgbm_capi import LightGBMPredictor
 from engine.inference.tree_kernel import KernelClosed, TreeKernel
 from engine.inference.tree_layout import (
     HEADER_SIZE,
+    MAX_TREE_DEPTH,
     NODE_DTYPE,
     OBJECTIVE_BINARY,
     OBJECTIVE_REGRESSION,
@@ -45,6 +47,7 @@ from engine.inference.tree_layout import (
     read_header,
     write_layout,
 )
+from tests.conftest import BANK_CSV
 from tests.unit.inference.test_lgbm_capi import (
     CATEGORY_SIZES,
     FINITE,
@@ -56,6 +59,7 @@ from tests.unit.inference.test_lgbm_capi import (
     ZERO_EDGE,
     _dataset,
     _split_values,
+    _splits,
     _training_data,
     assert_bits_equal,
     feature_strategies,
@@ -191,11 +195,81 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Models]:
         model.capi.close()
 
 
+def _bank_data() -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The shared bank-marketing set as LightGBM takes it: text columns as category codes."""
+    with BANK_CSV.open(newline="") as handle:
+        reader = csv.reader(handle, delimiter=";")
+        next(reader)
+        columns = list(zip(*reader, strict=True))
+    features, categorical = [], []
+    for index, column in enumerate(columns[:-1]):
+        try:
+            features.append(np.array(column, dtype=np.float64))
+        except ValueError:
+            codes = {value: code for code, value in enumerate(sorted(set(column)))}
+            features.append(np.array([codes[value] for value in column], dtype=np.float64))
+            categorical.append(index)
+    labels = np.array([value == "yes" for value in columns[-1]], dtype=np.float64)
+    return np.column_stack(features), labels, categorical
+
+
+@dataclass
+class Large:
+    model: Model
+    features: np.ndarray
+    split_values: dict[int, list[float]]
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Large]:
+    """A large model on real data: 255-leaf trees (deep, features split again and again
+    along a path: TreeSHAP's unwinding) with categorical splits, on 45,211 real rows."""
+    if not BANK_CSV.exists():
+        pytest.skip(f"the shared bank data set is not at {BANK_CSV}")
+    x, y, categorical = _bank_data()
+    params = {
+        **PARAMS,
+        "num_leaves": 255,
+        "min_data_in_leaf": 3,
+        "learning_rate": 0.05,
+        "max_bin": 255,
+        "min_data_per_group": 5,
+        "cat_smooth": 1.0,
+    }
+    booster = lgb.train(
+        params, lgb.Dataset(x, y, categorical_feature=categorical), num_boost_round=120
+    )
+    model = _make("bank", booster.model_to_string(), tmp_path_factory.mktemp("large"))
+    found: dict[int, set[float]] = {feature: set() for feature in range(x.shape[1])}
+    for feature, decision_type, threshold in _splits(booster):
+        if decision_type == "<=":
+            value = float(threshold)
+            found[feature] |= {
+                value,
+                math.nextafter(value, -math.inf),
+                math.nextafter(value, math.inf),
+            }
+        else:
+            found[feature] |= {float(code) for code in threshold.split("||")}
+    yield Large(model, x, {feature: sorted(values) for feature, values in found.items()})
+    model.kernel.close()
+    model.capi.close()
+
+
 # --------------------------------------------------------------------------- helpers
 
 
-def assert_parity(models: Sequence[Model], rows: Sequence[Sequence[float]] | np.ndarray) -> None:
-    """Kernel batch, single row and raw score == Booster.predict, bit for bit."""
+def assert_parity(
+    models: Sequence[Model],
+    rows: Sequence[Sequence[float]] | np.ndarray,
+    *,
+    contribution_rows: int = 300,
+) -> None:
+    """Kernel batch, single row, raw score and contributions == LightGBM, bit for bit.
+
+    Contributions (TreeSHAP, the slowest part) are compared on the first
+    ``contribution_rows`` rows; they must also sum to the raw score.
+    """
     for model in models:
         matrix = np.array(rows, dtype=np.float64).reshape(-1, model.kernel.num_features)
         expected = model.booster.predict(matrix)
@@ -206,6 +280,13 @@ def assert_parity(models: Sequence[Model], rows: Sequence[Sequence[float]] | np.
         raw = model.booster.predict(matrix, raw_score=True)
         assert_bits_equal(model.kernel.predict_matrix_raw(matrix), raw)
         assert_bits_equal(np.array([model.kernel.predict_row_raw()]), raw[-1:])
+        explained = matrix[:contribution_rows]
+        contributions = model.kernel.contributions(explained)
+        # The issue asks for 1e-9; the kernel repeats LightGBM's arithmetic, so it is exact.
+        assert_bits_equal(contributions, model.booster.predict(explained, pred_contrib=True))
+        np.testing.assert_allclose(
+            contributions.sum(axis=1), raw[:contribution_rows], rtol=0, atol=1e-9
+        )
 
 
 def with_checksum(data: bytearray) -> bytes:
@@ -362,6 +443,93 @@ WIDE_CODES = st.one_of(
 )
 def test_many_level_categorical_splits_and_huge_ids_match_lightgbm(models, rows):
     assert_parity([models.wide], rows)
+
+
+# --------------------------------------------------------------------------- large model
+
+
+def test_large_model_matches_lightgbm_on_every_real_row(large):
+    model = large.model
+    assert model.kernel.num_trees == 120
+    assert max(tree["num_leaves"] for tree in model.booster.dump_model()["tree_info"]) == 255
+    matrix = large.features
+    assert_bits_equal(model.kernel.predict_matrix(matrix), model.booster.predict(matrix))
+    raw = model.booster.predict(matrix, raw_score=True)
+    assert_bits_equal(model.kernel.predict_matrix_raw(matrix), raw)
+    # The single-row path and contributions on a spread of real rows.
+    assert_parity([model], matrix[::97], contribution_rows=150)
+
+
+def test_large_model_on_thresholds_next_doubles_and_odd_values(large):
+    rng = np.random.default_rng(5)
+    rows = large.features[rng.integers(0, len(large.features), 3000)].copy()
+    odd = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e-36, -1.0, 2.0**31, 1e300]
+    for feature, values in large.split_values.items():
+        pool = np.array(values + odd)
+        replace = rng.random(len(rows)) < 0.5
+        rows[replace, feature] = rng.choice(pool, int(replace.sum()))
+    assert_parity([large.model], rows, contribution_rows=150)
+
+
+# --------------------------------------------------------------------------- depth
+
+
+def _chain_spliced(text: str, tree: int, depth: int, num_features: int) -> str:
+    """``text`` with tree ``tree`` replaced by a chain ``depth`` splits deep.
+
+    Node ``i`` sends values below ``i / 10`` of feature ``i % num_features`` to leaf ``i``
+    and the rest on, so every feature is split again and again along the one long path
+    (TreeSHAP unwinds it at every level).
+    """
+    start = text.index(f"Tree={tree}\n")
+    end = text.index("\n\n\n", start) + 3
+    leaves = depth + 1
+    nodes = range(depth)
+
+    def line(key: str, values: Sequence[object]) -> str:
+        return f"{key}={' '.join(str(value) for value in values)}\n"
+
+    block = (
+        f"Tree={tree}\nnum_leaves={leaves}\nnum_cat=0\n"
+        + line("split_feature", [i % num_features for i in nodes])
+        + line("split_gain", [1] * depth)
+        + line("threshold", [i / 10 for i in nodes])
+        + line("decision_type", [2 if i % 3 else 10 for i in nodes])  # some NaN-missing
+        + line("left_child", [~i for i in nodes])
+        + line("right_child", [*(i + 1 for i in range(depth - 1)), ~depth])
+        + line("leaf_value", [((-1) ** i) * 0.001 * (i % 17) for i in range(leaves)])
+        + line("leaf_weight", [1] * leaves)
+        + line("leaf_count", [1 + i % 5 for i in range(leaves)])
+        + line("internal_value", [0] * depth)
+        + line("internal_weight", [1] * depth)
+        + line("internal_count", [sum(1 + j % 5 for j in range(i, leaves)) for i in nodes])
+        + "is_linear=0\nshrinkage=1\n\n\n"
+    )
+    spliced = text[:start] + block + text[end:]
+    return re.sub(r"^tree_sizes=.*\n", "", spliced, flags=re.MULTILINE)
+
+
+def test_a_tree_at_the_depth_limit_matches_lightgbm(models, tmp_path):
+    text = _chain_spliced(models.family[0].text, 2, MAX_TREE_DEPTH, NUM_FEATURES)
+    model = _make("deep", text, tmp_path)
+    try:
+        rows = np.linspace(-5, MAX_TREE_DEPTH / 10 + 1, 40 * NUM_FEATURES).reshape(-1, NUM_FEATURES)
+        rows[::7, 3] = math.nan
+        assert_parity([model], rows, contribution_rows=8)
+    finally:
+        model.kernel.close()
+        model.capi.close()
+
+
+def test_a_tree_past_the_depth_limit_is_refused(models, monkeypatch):
+    text = _chain_spliced(models.family[0].text, 2, MAX_TREE_DEPTH + 1, NUM_FEATURES)
+    with pytest.raises(UnsupportedModel, match=f"{MAX_TREE_DEPTH + 1} levels deep"):
+        compile_model(text)
+    # A layout that claims it anyway (written with the publish check lifted) does not load.
+    monkeypatch.setattr("engine.inference.tree_layout.MAX_TREE_DEPTH", MAX_TREE_DEPTH + 1)
+    layout = compile_model(text)
+    with pytest.raises(LayoutError, match="deeper than the kernel's limit"):
+        TreeKernel.from_bytes(layout)
 
 
 # --------------------------------------------------------------------------- example tests
@@ -639,6 +807,8 @@ def test_layout_file_is_mapped_read_only_and_unmapped_on_close(models, tmp_path)
         second.predict_row()
     with pytest.raises(KernelClosed):
         second.predict_matrix(matrix)
+    with pytest.raises(KernelClosed):
+        second.contributions(matrix)
 
 
 def test_from_bytes_and_the_mapped_file_agree(models):
@@ -800,6 +970,8 @@ def test_mutated_layouts_raise_or_score_never_crash(models, data):
         assert kernel.predict_matrix(rows).shape == (2,)
         kernel.row[:] = rows[1].tolist()
         assert isinstance(kernel.predict_row(), float)
+        # Counts (TreeSHAP's cover) are not checked: any value only changes the numbers.
+        assert kernel.contributions(rows).shape == (2, kernel.num_features + 1)
 
 
 def test_empty_layout_file_raises(tmp_path):
@@ -828,12 +1000,16 @@ def test_wrong_width_is_a_value_error(models, width):
         kernel.predict_one([0.0] * width)
     with pytest.raises(ValueError, match=f"expected {NUM_FEATURES} columns"):
         kernel.predict_matrix(np.zeros((3, width)))
+    with pytest.raises(ValueError, match=f"expected {NUM_FEATURES} columns"):
+        kernel.contributions(np.zeros((3, width)))
 
 
 @pytest.mark.parametrize("shape", [(), (NUM_FEATURES,), (2, 3, NUM_FEATURES)])
 def test_matrix_must_be_two_dimensional(models, shape):
     with pytest.raises(ValueError, match="2-D"):
         models.family[0].kernel.predict_matrix(np.zeros(shape))
+    with pytest.raises(ValueError, match="2-D"):
+        models.family[0].kernel.contributions(np.zeros(shape))
 
 
 def test_zero_rows_and_odd_matrix_layouts(models):
@@ -842,6 +1018,13 @@ def test_zero_rows_and_odd_matrix_layouts(models):
     empty = kernel.predict_matrix(np.empty((0, NUM_FEATURES)))
     assert empty.shape == (0,)
     assert empty.dtype == np.float64
+    no_contributions = kernel.contributions(np.empty((0, NUM_FEATURES)))
+    assert no_contributions.shape == (0, NUM_FEATURES + 1)
+    assert no_contributions.dtype == np.float64
+    assert_bits_equal(
+        kernel.contributions(np.asfortranarray(matrix)),
+        model.booster.predict(matrix, pred_contrib=True),
+    )
     expected = model.booster.predict(matrix)
     assert_bits_equal(kernel.predict_matrix(np.asfortranarray(matrix)), expected)
     assert_bits_equal(kernel.predict_matrix(np.repeat(matrix, 2, axis=0)[::2]), expected)
@@ -884,6 +1067,21 @@ def test_compiled_kernel_binds_a_numpy_row_and_checks_its_buffers(models):
         kernel.predict_matrix(both, both.reshape(-1)[:4], False)
     with pytest.raises(TypeError, match="3 arguments"):
         kernel.predict_matrix(both)  # type: ignore[call-arg]
+    contributions = np.empty((3, NUM_FEATURES + 1))
+    kernel.contributions_matrix(models.features[:3], contributions)
+    assert_bits_equal(contributions, model.booster.predict(models.features[:3], pred_contrib=True))
+    with pytest.raises(ValueError, match=rf"out has shape \(3, {NUM_FEATURES}\), not"):
+        kernel.contributions_matrix(models.features[:3], np.empty((3, NUM_FEATURES)))
+    with pytest.raises(TypeError, match="2-D buffer"):
+        kernel.contributions_matrix(models.features[:3], np.empty(3))
+    shared = np.zeros(8 * (NUM_FEATURES + 1))
+    with pytest.raises(ValueError, match="overlaps"):
+        kernel.contributions_matrix(
+            shared[: 4 * NUM_FEATURES].reshape(4, -1),
+            shared[NUM_FEATURES : 5 * NUM_FEATURES + 4].reshape(4, -1),
+        )
+    with pytest.raises(TypeError, match="2 arguments"):
+        kernel.contributions_matrix(both)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="invalid tree layout"):
         Kernel(layout[:-8], row)
     kernel.release()
@@ -893,6 +1091,8 @@ def test_compiled_kernel_binds_a_numpy_row_and_checks_its_buffers(models):
         kernel.predict_row()
     with pytest.raises(ValueError, match="released"):
         kernel.predict_matrix(models.features[:3], out, False)
+    with pytest.raises(ValueError, match="released"):
+        kernel.contributions_matrix(models.features[:3], contributions)
 
 
 def test_garbage_collection_frees_without_errors(models):

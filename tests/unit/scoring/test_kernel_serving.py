@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import pytest
 
 from engine.config import ModelConfig
@@ -111,13 +114,34 @@ def test_a_trained_version_carries_the_layout_and_is_served_by_the_kernel(auto, 
     layout = (path / MODEL_LAYOUT_FILE).read_bytes()
     assert report.manifest.files[MODEL_LAYOUT_FILE] == hashlib.sha256(layout).hexdigest()
     assert isinstance(kernel_model.predictor, TreeKernel)
-    assert isinstance(kernel_model.explainer, LightGBMPredictor)
     model_sha = hashlib.sha256((path / "model.txt").read_bytes()).digest()
     assert kernel_model.predictor.header.source_sha256 == model_sha
     # Without the layout: the C-API predictor both scores and explains.
     assert MODEL_LAYOUT_FILE not in capi_model.manifest.files
     assert isinstance(capi_model.predictor, LightGBMPredictor)
-    assert capi_model.predictor is capi_model.explainer
+
+
+def test_a_kernel_version_is_scored_and_explained_without_loading_lightgbm(auto, key_dir):
+    # In a fresh interpreter: load the version, score and explain; LightGBM's shared
+    # library must never have been mapped (no booster, no OpenMP threads, no private trees).
+    _, path = auto
+    program = f"""
+import sys
+from pathlib import Path
+from engine.scoring.model import load_model
+from engine.store.signing import Keyring
+model = load_model(Path({str(path)!r}), Keyring.load(Path({str(key_dir / "trusted")!r})))
+row = [0.5] * model.predictor.num_features
+model.predictor.predict_one(row)
+import numpy as np
+assert model.reasons(np.array(row), 3)
+maps = Path("/proc/self/maps").read_text()
+print("lib_lightgbm" in maps, "lightgbm" in sys.modules, type(model.predictor).__name__)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == ["False", "False", "TreeKernel"]
 
 
 @pytest.mark.parametrize("explain", [False, True])
@@ -138,16 +162,27 @@ def test_kernel_scores_and_reasons_are_those_of_the_capi_path(demo_config, auto,
         assert all(reasons for _, reasons in batch)
 
 
-def test_closing_the_model_closes_the_kernel_and_the_explainer(auto, keyring):
+def test_closing_the_model_unmaps_the_layout_or_frees_the_booster(
+    auto, keyring, signing_key, tmp_path
+):
     _, path = auto
     model = load_model(path, keyring)
-    kernel, explainer = model.predictor, model.explainer
+    kernel = model.predictor
+    assert isinstance(kernel, TreeKernel)
+    layout = str(path / MODEL_LAYOUT_FILE)
+    mapped = Path("/proc/self/maps").read_text().count(layout)
     model.close()
+    assert Path("/proc/self/maps").read_text().count(layout) == mapped - 1
     with pytest.raises(KernelClosed):
         kernel.predict_row()
-    with pytest.raises(LightGBMError):
-        explainer.predict_row()
+    with pytest.raises(KernelClosed):
+        model.reasons(np.zeros(kernel.num_features), 3)
     model.close()  # twice is harmless
+    legacy_path = republish(path, tmp_path, "1.0.1", signing_key, {MODEL_LAYOUT_FILE: None})
+    legacy = load_model(legacy_path, keyring)
+    legacy.close()
+    with pytest.raises(LightGBMError):
+        legacy.predictor.predict_row()
 
 
 def test_a_tampered_layout_is_refused_by_verification(auto, keyring, signing_key, tmp_path):
@@ -194,18 +229,25 @@ def test_a_layout_of_another_model_is_refused(auto, keyring, signing_key, tmp_pa
     assert refused.value.check == "model" and "not compiled from" in refused.value.detail
 
 
-def test_a_layout_swapped_after_verification_is_refused(auto, keyring, signing_key, tmp_path):
-    _, path = auto
+def test_a_layout_swapped_after_verification_changes_nothing_served(
+    demo_config, auto, keyring, signing_key, tmp_path, served
+):
+    # Verification mapped the file and hashed the mapping: the kernel scores those very
+    # pages, so a file put in its place afterwards is never read.
+    report, path = auto
     copy = republish(path, tmp_path, "1.0.1", signing_key)
     verified = verify_version(copy, keyring)
+    assert MODEL_LAYOUT_FILE in verified.mapped and MODEL_LAYOUT_FILE not in verified.files
     layout = copy / MODEL_LAYOUT_FILE
-    data = bytearray(layout.read_bytes())
-    data[-1] ^= 0x01
+    altered = compile_model(other_model((path / "model.txt").read_text()))
     layout.unlink()
-    layout.write_bytes(bytes(data))
-    with pytest.raises(ArtifactRejected) as refused:
-        LoadedModel.from_verified(verified)
-    assert refused.value.check == "model" and "changed after it was verified" in str(refused.value)
+    layout.write_bytes(altered)
+    model = LoadedModel.from_verified(verified)
+    try:
+        scores = outputs(scorer_for(demo_config, model).score_batch("auto", report.holdout_leads))
+        assert [score for score, _ in scores] == [bits(s) for s in report.holdout_scores.tolist()]
+    finally:
+        model.close()
 
 
 def test_a_model_the_layout_refuses_is_published_without_it_and_served_by_capi(
@@ -237,3 +279,26 @@ def test_a_model_the_layout_refuses_is_published_without_it_and_served_by_capi(
         assert [score for score, _ in outputs(scores)] == expected
     finally:
         model.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({MODEL_LAYOUT_FILE: b""}, "model.layout is empty"),
+        ({"model.txt": b""}, "model.layout was not compiled from this version's model.txt"),
+        ({"model.txt": b"", MODEL_LAYOUT_FILE: None}, "model.txt is empty"),
+    ],
+)
+def test_an_empty_signed_model_file_is_refused_as_model(
+    auto, keyring, signing_key, tmp_path, change, message
+):
+    # An empty file cannot be mapped: verification hands it over as b"" and loading refuses.
+    _, path = auto
+    copy = republish(path, tmp_path, "1.0.1", signing_key, change)
+    verified = verify_version(copy, keyring)
+    for name, data in change.items():
+        if data is not None:
+            assert verified.files[name] == b"" and name not in verified.mapped
+    with pytest.raises(ArtifactRejected) as refused:
+        LoadedModel.from_verified(verified)
+    assert refused.value.check == "model" and message in refused.value.detail

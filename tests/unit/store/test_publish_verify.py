@@ -47,7 +47,11 @@ def test_publish_then_verify_round_trip(root: Path, key: SigningKey, keyring: Ke
     verified = verify_version(path, keyring)
     assert verified.path == path
     assert verified.key_id == key.key_id
-    assert verified.files == FILES
+    # The model file is handed over as a read-only mapping of the hashed pages.
+    mapped = {name: bytes(mapping) for name, mapping in verified.mapped.items()}
+    assert set(mapped) == {"model.txt"}
+    assert {**verified.files, **mapped} == FILES
+    assert not set(verified.files) & set(mapped)
     assert verified.manifest.version == "1.0.0"
     assert verified.manifest.vertical == VERTICAL
     assert verified.manifest.files == {
