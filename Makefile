@@ -16,7 +16,7 @@ help:
 	@echo "make run       install, create demo keys and models if absent, start the service on :8000"
 	@echo "make test      install, lint, type-check and run every test (coverage >= 80%)"
 	@echo "make models    generate demo keys and train the four demo models into var/"
-	@echo "make bench     run the engine, HTTP, auth, scrape, feedback-store and cache benchmarks (bench/)"
+	@echo "make bench     run every benchmark in bench/ (large models are kept in var/bench/large)"
 	@echo "make fuzz      fuzz the scoring request path for FUZZ_SECONDS (default 600), growing tests/fuzz/corpus"
 	@echo "make prometheus  a local Prometheus (UI on :9091) scraping \`make run\` with the alert rules"
 	@echo "make format    apply ruff formatting"
@@ -115,7 +115,8 @@ bench: models
 	$(BIN)/python bench/bench_redis.py
 	$(BIN)/python bench/bench_kernel.py
 	$(BIN)/python bench/bench_bulk_score.py
-	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_memory.py --workdir var/bench/large
+	$(BIN)/python bench/bench_http_large.py --workdir var/bench/large
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -48,7 +48,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -62,6 +61,7 @@ from httpbench.common import (
     TLS_APP,
     VERTICALS,
     progress,
+    stop_servers_on_signals,
 )
 from httpbench.goals import evaluate_goals
 from httpbench.load import Load
@@ -142,16 +142,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _exit_on_signal(signum: int, frame: object) -> None:
-    # Raising here unwinds the main thread through every ``finally``, so servers
-    # started so far are stopped (their process groups killed) on SIGTERM and SIGHUP.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _exit_on_signal)
+    stop_servers_on_signals()
     generator = args.generator
     if generator == "auto":
         generator = "wrk" if shutil.which("wrk") else "python"

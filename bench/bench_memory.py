@@ -57,9 +57,7 @@ import multiprocessing
 import os
 import re
 import shutil
-import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -71,10 +69,24 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import msgspec
 from bench_cache import large_config
-from httpbench.common import DEFAULT_CONFIG, HOST, ROOT, SCORE_PATH, VERTICALS, progress
+from httpbench.common import (
+    DEFAULT_CONFIG,
+    HOST,
+    ROOT,
+    SCORE_PATH,
+    VERTICALS,
+    progress,
+    stop_servers_on_signals,
+)
 from httpbench.procfs import children, gunicorn_master, read_proc
 from httpbench.servers import AppSpec, Server, ours_spec
-from httpbench.workspace import TRAINING_ROWS, Workspace, mint_tokens, prepare_models
+from httpbench.workspace import (
+    TRAINING_ROWS,
+    Workspace,
+    mint_tokens,
+    open_workspace,
+    prepare_models,
+)
 
 from engine.config import ModelConfig, load_config
 from engine.store.signing import Keyring, SigningKey
@@ -490,11 +502,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _exit_on_signal(signum: int, frame: object) -> None:
-    # Unwind through every ``finally`` so that a running server is stopped.
-    raise SystemExit(128 + signum)
-
-
 def conf_label(conf: str) -> str:
     """A short printable name of a config file."""
     return conf if conf == REPO_CONF else Path(conf).stem[:16]
@@ -503,14 +510,9 @@ def conf_label(conf: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Prepare the models, run every case, print the table."""
     args = parse_args(argv)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _exit_on_signal)
+    stop_servers_on_signals()
     with contextlib.ExitStack() as stack:
-        if args.workdir is None:
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-memory-"))
-            args.workdir = Path(tmp)
-        space = Workspace(args.workdir.resolve())
-        space.root.mkdir(parents=True, exist_ok=True)
+        space = open_workspace(stack, args.workdir, "bench-memory-")
         prepare_models(space, VERTICALS)
         roots = {"demo": space.models, "large": space.root / "large-models"}
         if "large" in args.models:

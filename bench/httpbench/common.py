@@ -5,6 +5,7 @@ Also the progress output on standard error, used by setup, load and measuring al
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -36,3 +37,17 @@ APP_LABELS = {
 def progress(message: str) -> None:
     """Print a progress message to standard error."""
     print(message, file=sys.stderr, flush=True)
+
+
+def stop_servers_on_signals() -> None:
+    """Turn SIGTERM and SIGHUP into ``SystemExit`` in the main thread.
+
+    Raising there unwinds through every ``finally``, so the servers a benchmark started
+    are stopped (their process groups killed) instead of left running.
+    """
+
+    def exit_on_signal(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, exit_on_signal)

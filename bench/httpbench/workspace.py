@@ -6,10 +6,12 @@ and what already exists in the workspace is reused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +102,19 @@ class Workspace:
             "MODEL_SIGNING_KEY": str(self.keys / "model-signing.key"),
             "MODEL_TRUSTED_KEYS": str(self.keys / "trusted"),
         }
+
+
+def open_workspace(stack: contextlib.ExitStack, workdir: Path | None, prefix: str) -> Workspace:
+    """The workspace at ``workdir`` (created if missing), or in a temporary directory.
+
+    The temporary directory (named ``prefix...``) is removed when ``stack`` closes.
+    """
+    if workdir is None:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    else:
+        root = workdir.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return Workspace(root)
 
 
 def prepare_models(space: Workspace, verticals: Sequence[str]) -> None:

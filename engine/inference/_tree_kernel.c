@@ -98,7 +98,9 @@
 /* Trees of one row walked in lockstep, and rows of a batch walked in lockstep through one
  * tree (measured on a 1,337 x 255-leaf model and the 75-tree demo model; see the module
  * docstring of engine/inference/tree_kernel.py). */
+#ifndef TREE_LANES /* -DTREE_LANES=N builds a variant to measure; 8 to 16 are best here */
 #define TREE_LANES 16
+#endif
 #define ROW_LANES 8
 /* Rows per block of a batch: a tree's nodes stay cached while the block walks it. */
 #define BLOCK_ROWS 64

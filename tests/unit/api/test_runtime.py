@@ -278,3 +278,29 @@ def test_another_workers_refusal_and_in_place_tampering_show_in_an_audit(store, 
     asyncio.run(second.audit())
     assert reason_of(second) == "hash"
     assert second.versions() == {"auto": "1.1.0"}
+
+
+def _mapped(path: Path) -> int:
+    """How many mappings of ``path`` this process holds."""
+    return Path("/proc/self/maps").read_text().count(f" {path}\n")
+
+
+def test_a_reload_maps_the_new_layout_before_unmapping_the_old(store, make_runtime):
+    old = store.root / "auto" / "v1.0.0" / "model.layout"
+    new = store.root / "auto" / "v1.1.0" / "model.layout"
+    runtime = make_runtime(0)
+    runtime.load_initial()
+    assert (_mapped(old), _mapped(new)) == (1, 0)
+    at_install: list[tuple[int, int]] = []
+    install = runtime.scorer.install
+
+    def watched(model):  # the real install, with a look at the mappings first
+        at_install.append((_mapped(old), _mapped(new)))
+        return install(model)
+
+    runtime.scorer.install = watched  # type: ignore[method-assign]
+    atomic_write(store.root / "auto" / "CURRENT", b"1.1.0\n")
+    asyncio.run(runtime.reload(None))
+    assert runtime.versions() == {"auto": "1.1.0"}
+    assert at_install == [(1, 1)]  # both mapped while the new one is installed
+    assert (_mapped(old), _mapped(new)) == (0, 1)  # then the old one is released
