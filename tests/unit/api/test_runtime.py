@@ -298,7 +298,7 @@ def test_a_reload_maps_the_new_layout_before_unmapping_the_old(store, make_runti
         at_install.append((_mapped(old), _mapped(new)))
         return install(model)
 
-    runtime.scorer.install = watched  # type: ignore[method-assign]
+    runtime.scorer.install = watched
     atomic_write(store.root / "auto" / "CURRENT", b"1.1.0\n")
     asyncio.run(runtime.reload(None))
     assert runtime.versions() == {"auto": "1.1.0"}
