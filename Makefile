@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 DEMO_ROWS ?= 20000
 VERTICALS := auto home health life
 
-.PHONY: install lint format typecheck test test-fast bench models run clean help fuzz prometheus
+.PHONY: install lint format typecheck test test-fast bench models run clean help fuzz prometheus lock loadtest soak
 
 help:
 	@echo "make run       install, create demo keys and models if absent, start the service on :8000"
@@ -20,12 +20,23 @@ help:
 	@echo "make fuzz      fuzz the scoring request path for FUZZ_SECONDS (default 600), growing tests/fuzz/corpus"
 	@echo "make prometheus  a local Prometheus (UI on :9091) scraping \`make run\` with the alert rules"
 	@echo "make format    apply ruff formatting"
+	@echo "make lock      re-pin requirements*.lock from pyproject.toml (UPGRADE=1: newest)"
+	@echo "make loadtest  locust mix against a local service for LOADTEST_SECONDS (60); fails on an unexpected failure or p99 > 500 ms"
+	@echo "make soak      SOAK_SECONDS (180) of the mix with reloads every 5 s and a worker killed every 30 s; fails on memory/fd growth"
 
-$(STAMP): pyproject.toml setup.py engine/inference/_tree_kernel.c
+# Exactly the tested versions, hash-checked (requirements-dev.lock, see deploy/lock.py),
+# then the project itself without dependencies: building it compiles the tree kernel.
+$(STAMP): pyproject.toml setup.py engine/inference/_tree_kernel.c requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
+
+# Re-resolve the locks after changing pyproject.toml's dependencies (needs the package
+# index); UPGRADE=1 moves every pin to the newest version pyproject.toml allows.
+lock: install
+	$(BIN)/python deploy/lock.py $(if $(UPGRADE),--upgrade)
 
 install: $(STAMP)
 
@@ -71,8 +82,20 @@ run: models var/keys/jwt/jwt-signing.key
 	echo "Score a lead:" && \
 	echo "curl -s -X POST http://localhost:8000/api/v1/score -H 'Authorization: Bearer $$scorer' -H 'Content-Type: application/json' -d '{\"vertical\": \"auto\", \"lead_data\": $$lead}'" && \
 	echo && echo "Reload models: curl -s -X POST http://localhost:8000/api/v1/models/reload -H 'Authorization: Bearer $$admin'" && \
-	echo "Metrics: curl -s http://localhost:9090/metrics    API description: http://localhost:8000/docs/api" && echo
+	echo "Metrics: curl -s http://localhost:9090/metrics    API page: http://localhost:8000/docs" && echo
 	exec $(BIN)/ml-service serve
+
+# Load tests (loadtests/, docs/loadtests.md): locust in its own process against a local
+# service started from var/ like `make run` (free ports, its own RUN_DIR under
+# var/loadtest/); reports (CSV, HTML) in var/loadtest/. Exit 1 on an unexpected failure,
+# p99 over 500 ms or (soak) growth of memory or descriptors beyond the stated bounds.
+LOADTEST_SECONDS ?= 60
+SOAK_SECONDS ?= 180
+loadtest: models var/keys/jwt/jwt-signing.key
+	$(BIN)/python -m loadtests.run --duration $(LOADTEST_SECONDS)
+
+soak: models var/keys/jwt/jwt-signing.key
+	$(BIN)/python -m loadtests.soak --duration $(SOAK_SECONDS)
 
 # Coverage-guided fuzzing of the scoring request path (tests/fuzz/, atheris): half of
 # FUZZ_SECONDS per route. Afterwards the inputs that reach new code are merged into
@@ -105,7 +128,7 @@ prometheus:
 	  --web.listen-address=:$(PROMETHEUS_PORT)
 
 bench: models
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.lock
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_auth.py

@@ -25,11 +25,13 @@
 - ``when_ready`` exports ``WORKERS`` and the alert thresholds of ``MONITORING_CONFIG``, and
   the master reports its own CPU and memory at every scrape.
 - With ``TLS_CERT_FILE`` / ``TLS_KEY_FILE`` set, gunicorn's ``certfile`` / ``keyfile``
-  carry them to the workers, which serve TLS 1.3 only (``api.worker``, ``api.tls``);
-  ``on_starting`` loads the pair once so that a bad one stops the master, not every
-  worker in turn. Each worker reads the files when it starts (see ``api.tls``).
+  carry them to the workers, which serve TLS 1.3 only (``api.worker``, ``api.tls``).
+  Each worker reads the files when it starts (see ``api.tls``).
+- A bad setting stops the master before any fork with one line on stderr and exit 1
+  (``api.preflight``: settings, config, model store, keys, TLS pair, archive keys, run
+  directory, ports), so that it stops the master, not every worker in turn.
 
-Settings come from the environment (``api.settings``); see README.md.
+Settings come from the environment (``api.settings``); see docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -48,10 +50,15 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from api import preflight
 from api.logging import logging_config
-from api.settings import load_settings
 
-_settings = load_settings()
+try:
+    _settings = preflight.settings_from(os.environ)
+except preflight.PreflightError as exc:
+    # One line and exit 1, not gunicorn's "Failed to read config file" and a traceback
+    # (SystemExit is not an Exception, so gunicorn lets it through).
+    sys.exit(f"error: {exc}")
 # Before anything imports prometheus_client, in the master and so in every worker.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_settings.metrics_dir.resolve())
 
@@ -110,24 +117,18 @@ def _import_worker_code() -> None:
 
 
 def on_starting(server: Any) -> None:
-    """Fail fast on a bad config or credentials; no core dumps; reset run state; preload code."""
+    """Fail fast on a bad setting; no core dumps; reset run state; preload code."""
     from api.reload_state import ReloadState
-    from engine.config import load_config
 
-    load_config(_settings.config_path)
+    # `ml-service serve` has run these checks already; gunicorn started by hand has not.
+    # Either way, before any fork: one line and exit 1 (api.preflight).
+    try:
+        preflight.check(_settings, ports=not preflight.inherits_sockets())
+    except preflight.PreflightError as exc:
+        sys.exit(f"error: {exc}")
     # No core dumps from the master or the workers it forks: a worker's memory holds
     # leads in flight, token caches and archive keys, which must never reach the disk.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if certfile is not None:
-        from api.tls import server_context
-
-        server_context(certfile, keyfile)  # raises TLSError, which gunicorn prints
-    if _settings.lead_archive_dir is not None:
-        from engine.archive.keys import service_keys
-        from engine.archive.segments import prepare_directory
-
-        service_keys(_settings.lead_archive_keys)  # no usable key: stop, naming the variable
-        prepare_directory(_settings.lead_archive_dir)
     from api.lead_keys import ensure_key
 
     ensure_key(_settings.monitoring_key_path)  # before any worker: all read the same one

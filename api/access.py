@@ -36,6 +36,9 @@ ROUTE_ROLES: dict[tuple[str, str], str | None] = {
     ("GET", "/health"): PUBLIC,
     ("GET", "/ready"): PUBLIC,
     ("GET", "/docs/api"): PUBLIC,
+    # The browsable page over that document and its static files (api.routes.docs_page).
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/assets/{name}"): PUBLIC,
 }
 
 

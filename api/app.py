@@ -41,7 +41,7 @@ from api.quality_publisher import QualityPublisher, served_models
 from api.quality_sampler import WRITE_SECONDS, QualitySampler
 from api.redis_link import RedisLink
 from api.reload_state import ReloadState
-from api.routes import feedback, health, models, quality, scoring
+from api.routes import docs_page, feedback, health, models, quality, scoring
 from api.routes import shadow as shadow_routes
 from api.runtime import ModelRuntime
 from api.service import Service, internal_error_response
@@ -212,7 +212,7 @@ def create_app(settings: ServiceSettings | None = None) -> Gateway:
         return internal_error_response()
 
     app = Starlette(
-        routes=[Route("/docs/api", openapi_doc, methods=["GET"])],
+        routes=[Route("/docs/api", openapi_doc, methods=["GET"]), *docs_page.routes()],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )

@@ -2,7 +2,8 @@
 
 ``engine.cli`` knows nothing of HTTP; this module extends its parser with:
 
-- ``serve``: run the service under gunicorn with the repository's ``gunicorn.conf.py``.
+- ``serve``: run the service under gunicorn with the repository's ``gunicorn.conf.py``,
+  after checking its settings (``api.preflight``: a mistake is one line and exit 1).
 - ``auth``: token keys (create, rotate, list, revoke) and tokens (``api.auth_cli``).
 - ``tls dev-cert``: a self-signed certificate and key for local HTTPS (``api.tls_cli``).
 """
@@ -41,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve_command(args: argparse.Namespace) -> NoReturn:
-    """Replace this process with gunicorn running the service."""
+    """Check the settings (``api.preflight``), then replace this process with gunicorn.
+
+    Raises:
+        PreflightError: A setting would stop the service; the message is one line.
+    """
     if not GUNICORN_CONF.exists():
         raise EngineError(f"{GUNICORN_CONF} not found; run the service from its checkout")
     if args.bind:
@@ -53,6 +58,10 @@ def serve_command(args: argparse.Namespace) -> NoReturn:
     if args.model_path:
         os.environ["MODEL_PATH"] = args.model_path
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from api import preflight  # the service's settings: only serve needs them
+
+    # Here, before gunicorn logs a line: a mistake prints one line (main's "error: ...").
+    preflight.check(preflight.settings_from(os.environ), ports=not preflight.inherits_sockets())
     argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
     os.execv(sys.executable, argv)
 

