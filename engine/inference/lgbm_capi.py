@@ -66,7 +66,7 @@ import ctypes
 import importlib.util
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -455,25 +455,6 @@ class LightGBMPredictor(NativeResource):
         if self._fast_row(*self._fast_args):
             raise _call_failed(self._library, "LGBM_BoosterPredictForMatSingleRowFast")
         return self._out.value
-
-    def predict_one(self, values: Sequence[float]) -> float:
-        """Copy ``values`` into :attr:`row` and predict.
-
-        Args:
-            values: ``num_features`` numbers in model column order; NaN means missing.
-
-        Returns:
-            The model's transformed output (the probability for a binary model).
-
-        Raises:
-            ValueError: ``len(values) != num_features``.
-            LightGBMError: The predictor is closed, or LightGBM reports an error.
-        """
-        if len(values) != self.num_features:
-            raise ValueError(f"expected {self.num_features} feature values, got {len(values)}")
-        # ctypes accepts any sequence of the right length here; typeshed only declares list.
-        self.row[:] = values  # type: ignore[call-overload]
-        return self.predict_row()
 
     def predict_matrix(self, matrix: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         """Predict many rows at once with ``LGBM_BoosterPredictForMat``.

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -231,19 +231,6 @@ class TreeKernel(NativeResource):
             KernelClosed: The kernel is closed.
         """
         return self._predict_raw()
-
-    def predict_one(self, values: Sequence[float]) -> float:
-        """Copy ``values`` into :attr:`row` and predict.
-
-        Raises:
-            ValueError: ``len(values) != num_features``.
-            KernelClosed: The kernel is closed.
-        """
-        if len(values) != self.num_features:
-            raise ValueError(f"expected {self.num_features} feature values, got {len(values)}")
-        # ctypes accepts any sequence of the right length here; typeshed only declares list.
-        self.row[:] = values  # type: ignore[call-overload]
-        return self._predict()
 
     def predict_matrix(self, matrix: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         """Predict many rows at once (tree-major over blocks of rows).
